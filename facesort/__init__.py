@@ -1,0 +1,37 @@
+"""facesort: classify every face in folders of photos as HappyMale, HappyFemale, SadMale or SadFemale.
+
+    from facesort import Classifier, HaarDetector, classify_paths, iter_image_files
+    clf = Classifier()                      # the shipped model, CUDA when ONNX Runtime runs there
+    for row in classify_paths(iter_image_files(["photos/"]), clf, HaarDetector()):
+        print(row.path, row.face, row.label, row.confidence)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+# Attributes load on first use, so `import facesort` (and `facesort --help`) stays cheap.
+_EXPORTS = {
+    "Classifier": "facesort.model",
+    "ModelError": "facesort.model",
+    "CLASSES": "facesort.model",
+    "FaceBox": "facesort.crop",
+    "crop_face": "facesort.crop",
+    "HaarDetector": "facesort.detect",
+    "WholeImage": "facesort.detect",
+    "classify_paths": "facesort.pipeline",
+    "FaceResult": "facesort.pipeline",
+    "iter_image_files": "facesort.images",
+    "read_image": "facesort.images",
+    "ReportWriter": "facesort.report",
+    "Sorter": "facesort.sorter",
+}
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'facesort' has no attribute {name!r}")

@@ -1,0 +1,310 @@
+"""The `facesort` command: classify, sort, train, info. Thin: the work is in the library modules."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Classify every face in photos as HappyMale, HappyFemale, SadMale or SadFemale.\n\n"
+    "Exit codes: 0 every input was processed (unreadable files are rows with status=error); "
+    "1 the run could not proceed (model missing, output not writable); 2 usage error.",
+)
+
+
+class Detector(str, Enum):
+    haar = "haar"
+    none = "none"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Format(str, Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class Multi(str, Enum):
+    largest = "largest"
+    all = "all"
+
+
+def _err_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    _err_console().print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+Paths = Annotated[list[Path], typer.Argument(help="Photos and folders of photos.", show_default=False)]
+Recursive = Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")]
+DetectorOpt = Annotated[
+    Detector, typer.Option(help="haar: find faces with OpenCV; none: each image is one face crop already.")
+]
+MinFace = Annotated[int, typer.Option(min=8, help="Smallest face to find, in pixels of the photo.")]
+DeviceOpt = Annotated[Device, typer.Option(help="auto: CUDA when ONNX Runtime really runs there, else CPU.")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Faces per ONNX Runtime call.")]
+Workers = Annotated[int, typer.Option(min=1, help="Threads decoding and detecting.")]
+ModelOpt = Annotated[
+    Path | None, typer.Option("--model", help="Model folder (model.onnx + model.json); default: shipped.")
+]
+MaxPixels = Annotated[int, typer.Option(min=1, help="Refuse images larger than this (decompression bombs).")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show ONNX Runtime's own log.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+
+
+def _default_workers() -> int:
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+class _Run:
+    """What classify and sort share: the model, the detector, the file walk, progress and summary."""
+
+    def __init__(self, paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels,
+                 verbose, quiet, exclude=()):
+        from facesort.detect import make_detector
+        from facesort.model import Classifier, ModelError
+
+        for p in paths:
+            if not os.path.lexists(p):
+                _err_console().print(f"[yellow]warning:[/] {p} does not exist (reported as an error row)")
+        try:
+            self.classifier = Classifier(model, device=device.value, verbose=verbose)
+        except ModelError as e:
+            fail(str(e))
+        self.detector = make_detector(detector.value, min_face, self.classifier.crop_scale)
+        self.paths, self.recursive, self.exclude = paths, recursive, exclude
+        self.batch_size, self.workers, self.max_pixels = batch_size, workers, max_pixels
+        self.quiet = quiet
+        self.console = _err_console()
+        if not quiet:
+            self.console.print(
+                f"facesort: model {self.classifier.model_dir.name}, device [bold]{self.classifier.device}[/] "
+                f"({', '.join(self.classifier.providers)}), detector {detector.value}", highlight=False)
+
+    def files(self):
+        from facesort.images import iter_image_files
+
+        return iter_image_files(self.paths, self.recursive, self.exclude)
+
+    def results(self):
+        """Per-face results, with a progress bar on a terminal."""
+        from facesort.pipeline import Stats, classify_paths
+
+        self.stats = Stats()
+        self.started = time.perf_counter()
+        stream = classify_paths(self.files(), self.classifier, self.detector, self.batch_size, self.workers,
+                                self.max_pixels, self.stats)
+        if self.quiet or not self.console.is_terminal:
+            yield from stream
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        total = sum(1 for _ in self.files())  # a second walk is cheap beside decoding; it gives the ETA
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[faces]} faces"), TextColumn("{task.fields[rate]:.1f} img/s"),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=self.console, transient=True) as progress:
+            task = progress.add_task("classifying", total=total, faces=0, rate=0.0)
+            last = None
+            for row in stream:
+                if row.path != last:
+                    last = row.path
+                    elapsed = time.perf_counter() - self.started
+                    progress.update(task, completed=self.stats.files, faces=self.stats.faces,
+                                    rate=self.stats.files / elapsed if elapsed else 0.0)
+                yield row
+            progress.update(task, completed=self.stats.files)
+
+    def summary(self, title: str = "facesort") -> None:
+        if self.quiet:
+            return
+        from rich.table import Table
+
+        s, elapsed = self.stats, time.perf_counter() - self.started
+        table = Table(title=title, show_header=True, header_style="bold")
+        table.add_column("")
+        table.add_column("count", justify="right")
+        for label, n in s.per_class.items():
+            table.add_row(f"{label} faces", str(n))
+        table.add_row("images without a face", str(s.no_face))
+        table.add_row("files with errors", str(s.errors))
+        table.add_row("images", str(s.files))
+        table.add_row("images per second", f"{s.files / elapsed:.1f}" if elapsed else "-")
+        self.console.print(table)
+
+
+def _open_output(out: str):
+    if out == "-":
+        return sys.stdout, False
+    try:
+        return open(out, "w", newline="", encoding="utf-8", errors="surrogateescape"), True
+    except OSError as e:
+        fail(f"cannot write {out}: {e.strerror or e}")
+
+
+@app.command()
+def classify(
+    paths: Paths,
+    out: Annotated[str, typer.Option("--out", "-o", help="Report file; - for stdout.")] = "-",
+    fmt: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.csv,
+    recursive: Recursive = True,
+    detector: DetectorOpt = Detector.haar,
+    min_face: MinFace = 24,
+    device: DeviceOpt = Device.auto,
+    batch_size: BatchSize = 64,
+    workers: Workers = _default_workers(),
+    model: ModelOpt = None,
+    max_pixels: MaxPixels = 50_000_000,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Classify every face and write a report: one row per face (CSV or JSON Lines)."""
+    from facesort.report import ReportWriter
+
+    run = _Run(paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels,
+               verbose, quiet)
+    stream, close = _open_output(out)
+    try:
+        writer = ReportWriter(stream, fmt.value)
+        for row in run.results():
+            writer.write(row)
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (e.g. `| head`): stop quietly
+        raise typer.Exit(0) from None
+    except OSError as e:
+        fail(f"cannot write {out}: {e.strerror or e}")
+    finally:
+        if close:
+            stream.close()
+    run.summary()
+
+
+@app.command("sort")
+def sort_cmd(
+    paths: Paths,
+    into: Annotated[Path, typer.Option("--into", help="Output folder for the four class folders.")],
+    move: Annotated[bool, typer.Option("--move", help="Move instead of copy.")] = False,
+    hardlink: Annotated[bool, typer.Option("--hardlink", help="Hard-link instead of copy.")] = False,
+    symlink: Annotated[bool, typer.Option("--symlink", help="Symlink instead of copy.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; create nothing.")] = False,
+    multi: Annotated[Multi, typer.Option(help="largest: class of the largest face; all: every face's class.")] = Multi.largest,
+    recursive: Recursive = True,
+    detector: DetectorOpt = Detector.haar,
+    min_face: MinFace = 24,
+    device: DeviceOpt = Device.auto,
+    batch_size: BatchSize = 64,
+    workers: Workers = _default_workers(),
+    model: ModelOpt = None,
+    max_pixels: MaxPixels = 50_000_000,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Copy (or move, link) photos into INTO/{HappyMale,HappyFemale,SadMale,SadFemale,NoFace}."""
+    from facesort.pipeline import group_by_image
+    from facesort.sorter import Sorter, SortReport, destinations
+
+    if sum((move, hardlink, symlink)) > 1:
+        fail("choose one of --move, --hardlink, --symlink", 2)
+    mode = "move" if move else "hardlink" if hardlink else "symlink" if symlink else "copy"
+    run = _Run(paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels,
+               verbose, quiet, exclude=[into])
+    try:
+        sorter = Sorter(into, mode, dry_run)
+        report = None if dry_run else SortReport(into)
+    except OSError as e:
+        fail(f"cannot write to {into}: {e.strerror or e}")
+    from facesort.sorter import Placement
+
+    counts: dict[str, int] = {}
+    for rows in group_by_image(run.results()):
+        source = rows[0].path
+        labels = destinations(rows, multi.value)
+        placements = [sorter.place(source, label) for label in labels] or [
+            Placement(source, "", "", "not sorted", rows[0].error)]
+        for p in placements:
+            counts[p.action] = counts.get(p.action, 0) + 1
+            if dry_run:
+                print(f"{p.source} -> {p.destination or '(not sorted: ' + p.error + ')'}", flush=True)
+            else:
+                report.write(sorter.run_id, p)
+    if report:
+        report.close()
+    run.summary("facesort sort")
+    if not quiet:
+        run.console.print(", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to sort")
+
+
+@app.command()
+def info(model: ModelOpt = None) -> None:
+    """Print the model card: input, crop convention, classes, metrics, training."""
+    import json
+
+    from facesort.model import DEFAULT_MODEL_DIR, ModelError, load_card
+
+    try:
+        card = load_card(model)
+    except ModelError as e:
+        fail(str(e))
+    from rich.console import Console
+
+    console = Console()
+    console.print(f"[bold]{card.get('name', 'model')}[/] in {model or DEFAULT_MODEL_DIR}")
+    summary = {k: card[k] for k in ("classes", "input", "crop", "outputs", "metrics", "architecture") if k in card}
+    training = card.get("training", {})
+    summary["training"] = {k: training.get(k) for k in ("command", "approach", "seconds", "peak_memory_mb", "machine")}
+    summary["versions"] = card.get("versions")
+    console.print_json(json.dumps(summary))
+
+
+@app.command()
+def train(
+    happy: Annotated[list[Path], typer.Option("--happy", help="Happy House HDF5 file(s) for training.")],
+    gender: Annotated[Path, typer.Option("--gender", help="Folder with Training/ and Validation/, or female/ and male/.")],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
+    happy_test: Annotated[list[Path] | None, typer.Option("--happy-test", help="Held-out HDF5 file(s) to report on.")] = None,
+    emotion_epochs: Annotated[int, typer.Option(min=1)] = 80,
+    transfer_epochs: Annotated[int, typer.Option(min=1)] = 15,
+    max_gender_images: Annotated[int, typer.Option(min=0, help="Use at most this many gender images (0: all).")] = 0,
+    seed: int = 0,
+) -> None:
+    """Train the four-class model on your two datasets and write MODEL_DIR (ONNX + model card)."""
+    try:
+        from training.train import TrainConfig
+        from training.train import train as run_training
+    except ImportError as e:
+        fail(f"training needs the train extra: pip install 'facesort[train]' ({e})")
+    from training.data import DataError
+
+    cfg = TrainConfig(happy=[str(p) for p in happy], gender=str(gender), out=str(out),
+                      happy_test=[str(p) for p in happy_test or []], emotion_epochs=emotion_epochs,
+                      transfer_epochs=transfer_epochs, max_gender_images=max_gender_images, seed=seed)
+    from training.cli_progress import TrainingProgress
+
+    try:
+        with TrainingProgress() as progress:
+            card = run_training(cfg, progress.report)
+    except DataError as e:
+        fail(str(e), 2)
+    progress.figures(card)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,206 @@
+"""Finding image files and decoding them safely: by content, EXIF-rotated, with a pixel limit."""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# Formats facesort decodes, recognised by their first bytes, not their names.
+SUPPORTED_FORMATS = ("jpeg", "png", "bmp", "webp", "tiff")
+# Extensions a folder walk picks up: the supported formats, and other image formats, which get an
+# "unsupported format" row rather than being passed over in silence.
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .jpe .jfif .png .bmp .dib .webp .tif .tiff "
+    ".gif .heic .heif .avif .jp2 .jxl .ico .psd .svg .cr2 .nef .arw .dng".split()
+)
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+class ImageError(Exception):
+    """A file that cannot be turned into an image; the message is meant for the report."""
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The image format named by a file's first bytes, or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"BM") and len(head) >= 26:
+        return "bmp"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[4:8] == b"ftyp":
+        return "heif/avif"
+    return None
+
+
+def image_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """(width, height) read from the header without decoding, or None where the header does not say."""
+    try:
+        if fmt == "png":
+            return struct.unpack(">II", data[16:24])
+        if fmt == "bmp":
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(w), abs(h)
+        if fmt == "jpeg":
+            return _jpeg_size(data)
+        if fmt == "webp":
+            return _webp_size(data)
+        if fmt == "tiff":
+            return _tiff_size(data)
+    except (struct.error, IndexError, ValueError):
+        return None
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+        # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC).
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+            return w, h
+        i += 2 + length
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        w = 1 + int.from_bytes(data[24:27], "little")
+        h = 1 + int.from_bytes(data[27:30], "little")
+        return w, h
+    if chunk == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 ":
+        w, h = struct.unpack("<HH", data[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    endian = "<" if data[:2] == b"II" else ">"
+    offset = struct.unpack(endian + "I", data[4:8])[0]
+    count = struct.unpack(endian + "H", data[offset : offset + 2])[0]
+    found: dict[int, int] = {}
+    for k in range(count):
+        entry = data[offset + 2 + 12 * k : offset + 14 + 12 * k]
+        tag, typ = struct.unpack(endian + "HH", entry[:4])
+        if tag in (256, 257):
+            fmt = "H" if typ == 3 else "I"
+            found[tag] = struct.unpack(endian + fmt, entry[8 : 8 + struct.calcsize(fmt)])[0]
+    if 256 in found and 257 in found:
+        return found[256], found[257]
+    return None
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode `path` to a BGR uint8 (H, W, 3) array, EXIF orientation applied.
+
+    Grayscale, 16-bit and alpha images come out as 8-bit BGR. Raises ImageError with a reason.
+    """
+    return decode_image(read_bytes(path), max_pixels)
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """A file's bytes, or ImageError with a short reason (missing, broken symlink, permissions...)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except IsADirectoryError:
+        raise ImageError("is a directory") from None
+    except FileNotFoundError:
+        kind = "broken symlink" if os.path.islink(path) else "file not found"
+        raise ImageError(kind) from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except OSError as e:
+        raise ImageError(e.strerror or str(e)) from None
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode image bytes as `read_image` does."""
+    if not data:
+        raise ImageError("empty file")
+    fmt = sniff_format(data[:32])
+    if fmt is None:
+        raise ImageError("not an image (unrecognised content)")
+    if fmt not in SUPPORTED_FORMATS:
+        raise ImageError(f"unsupported format: {fmt}")
+    size = image_size(data, fmt)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ImageError(f"{size[0]}x{size[1]} exceeds the pixel limit of {max_pixels:,}")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        raise ImageError(f"cannot decode {fmt}: {e.err or e}") from None
+    if image is None or image.size == 0:
+        raise ImageError(f"cannot decode {fmt} (corrupt or truncated)")
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise ImageError(
+            f"{image.shape[1]}x{image.shape[0]} exceeds the pixel limit of {max_pixels:,}"
+        )
+    return image
+
+
+def iter_image_files(
+    inputs: Iterable[str | os.PathLike], recursive: bool = True, exclude: Iterable[str | os.PathLike] = ()
+) -> Iterator[Path]:
+    """Yield the files to classify, lazily: files named directly always, images found in folders.
+
+    Folder walks skip hidden entries and the folders in `exclude` (a sort's output folder), follow
+    symlinked folders but never into a loop, and yield files sorted by name within each folder.
+    """
+    excluded = {os.path.realpath(p) for p in exclude}
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            yield from _walk(path, recursive, excluded, set())
+        else:
+            # A named file is processed whatever its name; a missing one becomes an error row.
+            yield path
+
+
+def _walk(folder: Path, recursive: bool, excluded: set[str], seen: set[str]) -> Iterator[Path]:
+    real = os.path.realpath(folder)
+    if real in seen or real in excluded:
+        return
+    seen.add(real)
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:
+        return
+    subfolders = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            subfolders.append(Path(entry.path))
+        elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+            yield Path(entry.path)
+    if recursive:
+        for sub in subfolders:
+            yield from _walk(sub, recursive, excluded, seen)

@@ -1,0 +1,183 @@
+"""paths -> decoded images -> face boxes -> face crops -> batched model -> per-face results.
+
+Decoding and detection run in a thread pool (OpenCV releases the GIL); the main thread gathers crops
+into batches for ONNX Runtime. At most a bounded number of images are in flight, so memory stays flat
+however many files there are, and results come out in input order.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from facesort.crop import FaceBox, crop_face
+from facesort.images import DEFAULT_MAX_PIXELS, ImageError, decode_image, read_bytes
+from facesort.model import CLASSES, Classifier
+
+OK, NO_FACE, ERROR = "ok", "no_face", "error"
+
+
+@dataclass
+class FaceResult:
+    """One row of the report: a face, or an image without one, or a file that could not be read."""
+
+    path: str
+    face: int | None = None
+    box: FaceBox | None = None
+    label: str | None = None
+    confidence: float | None = None
+    p_happy: float | None = None
+    p_male: float | None = None
+    probs: tuple[float, ...] | None = None
+    status: str = OK
+    error: str = ""
+
+
+@dataclass
+class _Image:
+    path: str
+    boxes: list[FaceBox] = field(default_factory=list)
+    crops: np.ndarray | None = None
+    error: str = ""
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass
+class Stats:
+    """Running totals for the progress bar, the summary and the benchmark."""
+
+    files: int = 0
+    faces: int = 0
+    no_face: int = 0
+    errors: int = 0
+    per_class: dict = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
+    seconds: dict = field(default_factory=lambda: dict.fromkeys(("read", "decode", "detect", "crop", "infer"), 0.0))
+
+
+def _prepare(path: str, detector, size: int, scale: float, max_pixels: int) -> _Image:
+    record = _Image(path)
+    t0 = time.perf_counter()
+    try:
+        data = read_bytes(path)
+        t1 = time.perf_counter()
+        image = decode_image(data, max_pixels)
+        t2 = time.perf_counter()
+        record.boxes = detector.detect(image)
+        t3 = time.perf_counter()
+        if record.boxes:
+            # Model input is RGB; OpenCV decodes BGR.
+            record.crops = np.stack([crop_face(image, b, size, scale) for b in record.boxes])[..., ::-1]
+        t4 = time.perf_counter()
+        record.timings = {"read": t1 - t0, "decode": t2 - t1, "detect": t3 - t2, "crop": t4 - t3}
+    except ImageError as e:
+        record.error = str(e)
+    except Exception as e:  # noqa: BLE001 - one bad file must not stop a run of thousands
+        record.error = f"{type(e).__name__}: {e}"
+    return record
+
+
+def classify_paths(
+    paths: Iterable[str | os.PathLike],
+    classifier: Classifier,
+    detector,
+    batch_size: int = 64,
+    workers: int = 2,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    stats: Stats | None = None,
+) -> Iterator[FaceResult]:
+    """Classify every face in `paths`, yielding results in input order (one row per face, or one row
+    for an image without a face or a file that failed)."""
+    stats = stats if stats is not None else Stats()
+    size, scale = classifier.input_size, classifier.crop_scale
+    max_in_flight = max(8, 4 * workers)
+    pending: deque = deque()
+    ready: list[_Image] = []
+    ready_faces = 0
+
+    def flush() -> Iterator[FaceResult]:
+        nonlocal ready, ready_faces
+        crops = [r.crops for r in ready if r.crops is not None]
+        preds = None
+        if crops:
+            batch = np.concatenate(crops)
+            t = time.perf_counter()
+            parts = [classifier.predict(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
+            stats.seconds["infer"] += time.perf_counter() - t
+            preds = (
+                np.concatenate([p.p_happy for p in parts]),
+                np.concatenate([p.p_male for p in parts]),
+                np.concatenate([p.probs for p in parts]),
+            )
+        k = 0
+        for record in ready:
+            yield from _results(record, preds, k, stats)
+            k += len(record.boxes) if record.crops is not None else 0
+        ready, ready_faces = [], 0
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        def take_one() -> None:
+            nonlocal ready_faces
+            record = pending.popleft().result()
+            for key, value in record.timings.items():
+                stats.seconds[key] += value
+            ready.append(record)
+            ready_faces += len(record.boxes) if record.crops is not None else 0
+
+        for path in paths:
+            pending.append(pool.submit(_prepare, str(path), detector, size, scale, max_pixels))
+            if len(pending) >= max_in_flight:
+                take_one()
+                if ready_faces >= batch_size:
+                    yield from flush()
+        while pending:
+            take_one()
+            if ready_faces >= batch_size:
+                yield from flush()
+        yield from flush()
+
+
+def _results(record: _Image, preds, start: int, stats: Stats) -> Iterator[FaceResult]:
+    stats.files += 1
+    if record.error:
+        stats.errors += 1
+        yield FaceResult(record.path, status=ERROR, error=record.error)
+        return
+    if record.crops is None:
+        stats.no_face += 1
+        yield FaceResult(record.path, status=NO_FACE)
+        return
+    p_happy, p_male, probs = preds
+    for face, box in enumerate(record.boxes):
+        i = start + face
+        best = int(probs[i].argmax())
+        stats.faces += 1
+        stats.per_class[CLASSES[best]] += 1
+        yield FaceResult(
+            record.path, face, box, CLASSES[best], float(probs[i, best]),
+            float(p_happy[i]), float(p_male[i]), tuple(float(v) for v in probs[i]),
+        )
+
+
+def image_label(rows: list[FaceResult]) -> str | None:
+    """The class of an image: that of its largest face (face 0), None without one."""
+    faces = [r for r in rows if r.status == OK]
+    return faces[0].label if faces else None
+
+
+def group_by_image(results: Iterable[FaceResult]) -> Iterator[list[FaceResult]]:
+    """Consecutive rows of one image, together (results come out grouped by image)."""
+    group: list[FaceResult] = []
+    for row in results:
+        if group and row.path != group[0].path:
+            yield group
+            group = []
+        group.append(row)
+    if group:
+        yield group
+

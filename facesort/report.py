@@ -1,0 +1,47 @@
+"""Writing results: CSV (one row per face) or JSON Lines, streamed row by row."""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import IO
+
+from facesort.model import CLASSES
+from facesort.pipeline import FaceResult
+
+COLUMNS = (
+    "path", "face", "x", "y", "w", "h", "label", "confidence", "p_happy", "p_male",
+    *(f"p_{c}" for c in CLASSES), "status", "error",
+)
+FORMATS = ("csv", "jsonl")
+
+
+def result_row(r: FaceResult) -> dict:
+    """A result as a flat dict keyed by COLUMNS; missing values are None."""
+    row = dict.fromkeys(COLUMNS)
+    row.update(path=r.path, face=r.face, label=r.label, status=r.status, error=r.error)
+    if r.box is not None:
+        row.update(x=r.box.x, y=r.box.y, w=r.box.w, h=r.box.h)
+    if r.probs is not None:
+        row.update(confidence=round(r.confidence, 6), p_happy=round(r.p_happy, 6), p_male=round(r.p_male, 6))
+        row.update({f"p_{c}": round(p, 6) for c, p in zip(CLASSES, r.probs)})
+    return row
+
+
+class ReportWriter:
+    """Writes rows to an open text stream as they come; CSV quotes commas, quotes and newlines."""
+
+    def __init__(self, stream: IO[str], fmt: str = "csv") -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}: use csv or jsonl")
+        self.stream, self.fmt = stream, fmt
+        if fmt == "csv":
+            self._csv = csv.DictWriter(stream, COLUMNS, lineterminator="\n")
+            self._csv.writeheader()
+
+    def write(self, result: FaceResult) -> None:
+        row = result_row(result)
+        if self.fmt == "csv":
+            self._csv.writerow(row)
+        else:
+            self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -1,0 +1,159 @@
+"""Placing photos into class folders without ever overwriting or losing a file.
+
+Every destination is created atomically and only if its name is free (`os.link`/`os.symlink` fail
+on an existing name, unlike a rename), so a file is never overwritten; copies are written under a
+temporary name in the destination folder first, so a run killed mid-copy leaves no partial file
+under a real name. A file already placed (same content at the name or a suffixed name) is skipped,
+which makes a second run a no-op and a killed run resumable.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import filecmp
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from facesort.model import CLASSES
+from facesort.pipeline import ERROR, OK, FaceResult
+
+MODES = ("copy", "move", "hardlink", "symlink")
+NO_FACE_DIR = "NoFace"
+TMP_SUFFIX = ".facesort-tmp"
+REPORT_NAME = "facesort-report.csv"
+REPORT_COLUMNS = ("run", "source", "destination", "label", "action", "error")
+
+
+@dataclass
+class Placement:
+    source: str
+    destination: str
+    label: str
+    action: str  # copied, moved, hardlinked, symlinked, already there, would <mode>, not sorted
+    error: str = ""
+
+
+def destinations(rows: list[FaceResult], multi: str = "largest") -> list[str]:
+    """Class folders an image goes to: its largest face's class, every face's class (multi="all"),
+    NoFace without a face, none for a file that could not be read."""
+    if any(r.status == ERROR for r in rows):
+        return []
+    labels = [r.label for r in rows if r.status == OK]
+    if not labels:
+        return [NO_FACE_DIR]
+    if multi == "all":
+        return list(dict.fromkeys(labels))
+    return labels[:1]  # rows come largest face first
+
+
+class Sorter:
+    """Places files under `into`/<class>/ by `mode`; with dry_run only says what it would do."""
+
+    def __init__(self, into: str | os.PathLike, mode: str = "copy", dry_run: bool = False) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        self.into, self.mode, self.dry_run = Path(into), mode, dry_run
+        self.run_id = time.strftime("%Y-%m-%dT%H:%M:%S")
+        if not dry_run:
+            self.into.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Partial copies of a killed run: ours by name, never a complete file."""
+        for name in (*CLASSES, NO_FACE_DIR):
+            folder = self.into / name
+            if folder.is_dir():
+                for tmp in folder.glob(f".*{TMP_SUFFIX}"):
+                    tmp.unlink(missing_ok=True)
+
+    def place(self, source: str, label: str) -> Placement:
+        """Put `source` into the `label` folder under a free name, or find it already there."""
+        src = Path(source)
+        folder = self.into / label
+        stem, suffix = os.path.splitext(src.name)
+        for k in range(100_000):
+            dest = folder / (src.name if k == 0 else f"{stem}-{k}{suffix}")
+            if os.path.lexists(dest):
+                if _same_content(src, dest):
+                    return Placement(source, str(dest), label, "already there")
+                continue
+            if self.dry_run:
+                return Placement(source, str(dest), label, f"would {self.mode}")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                action = self._do(src, dest)
+            except FileExistsError:
+                continue  # taken since we looked: try the next name
+            except OSError as e:
+                return Placement(source, str(dest), label, "not sorted", e.strerror or str(e))
+            return Placement(source, str(dest), label, action)
+        return Placement(source, "", label, "not sorted", "no free name")
+
+    def _do(self, src: Path, dest: Path) -> str:
+        if self.mode == "symlink":
+            os.symlink(os.path.abspath(src), dest)
+            return "symlinked"
+        if self.mode == "hardlink":
+            os.link(src, dest)
+            return "hardlinked"
+        if self.mode == "move":
+            try:
+                os.link(src, dest)  # same filesystem: the move is a link, then the unlink
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+                    raise
+                self._copy(src, dest)
+            os.unlink(src)  # only once the destination is complete
+            return "moved"
+        self._copy(src, dest)
+        return "copied"
+
+    @staticmethod
+    def _copy(src: Path, dest: Path) -> None:
+        tmp = dest.parent / f".{dest.name}.{os.getpid()}{TMP_SUFFIX}"
+        try:
+            shutil.copy2(src, tmp)
+            try:
+                os.link(tmp, dest)  # fails if the name was taken meanwhile: never overwrites
+            except OSError as e:
+                if e.errno in (errno.EEXIST,):
+                    raise
+                if os.path.lexists(dest):  # filesystem without hard links
+                    raise FileExistsError(errno.EEXIST, "exists", str(dest)) from None
+                os.rename(tmp, dest)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+
+
+def _same_content(src: Path, dest: Path) -> bool:
+    try:
+        if os.path.samefile(src, dest):
+            return True
+        return filecmp.cmp(src, dest, shallow=False)
+    except OSError:
+        return False
+
+
+class SortReport:
+    """SORTED/facesort-report.csv: one row per placement, appended run after run."""
+
+    def __init__(self, into: Path) -> None:
+        path = into / REPORT_NAME
+        new = not path.exists()
+        self._file = open(path, "a", newline="", encoding="utf-8", errors="surrogateescape")
+        self._csv = csv.DictWriter(self._file, REPORT_COLUMNS, lineterminator="\n")
+        if new:
+            self._csv.writeheader()
+
+    def write(self, run: str, p: Placement) -> None:
+        self._csv.writerow({"run": run, "source": p.source, "destination": p.destination,
+                            "label": p.label, "action": p.action, "error": p.error})
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,49 @@
+"""What `facesort train` shows: the stage, a bar per stage with loss and accuracy, then the figures."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+class TrainingProgress:
+    def __init__(self) -> None:
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), console=self.console,
+        )
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> TrainingProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def report(self, kind: str, text: str, **metrics) -> None:
+        """Callback for training.train.train: kind is stage, epoch or info."""
+        if kind == "epoch":
+            name, _, counts = text.rpartition(" ")
+            done, total = (int(v) for v in counts.split("/"))
+            if name not in self.tasks:
+                self.tasks[name] = self.progress.add_task(name, total=total, metrics="")
+            shown = "  ".join(f"{k} {float(v):.4f}" for k, v in metrics.items())
+            self.progress.update(self.tasks[name], completed=done, metrics=shown)
+        else:
+            self.progress.console.print(f"[bold]{text}[/]" if kind == "stage" else text, highlight=False)
+
+    def figures(self, card: dict) -> None:
+        table = Table(title="model figures")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for task, values in card["metrics"].items():
+            for name, value in values.items():
+                table.add_row(f"{task}: {name}", f"{value:.2%}" if isinstance(value, float) else str(value))
+        t = card["training"]
+        table.add_row("training time", f"{t['seconds'] / 60:.1f} min")
+        table.add_row("peak memory", f"{t['peak_memory_mb']:.0f} MB")
+        table.add_row("ONNX size", f"{card['onnx_bytes'] / 1e6:.2f} MB")
+        self.console.print(table)

@@ -1,0 +1,196 @@
+"""Reading the user's two datasets, and turning every image into a face crop by facesort's convention."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facesort.crop import INPUT_SIZE, FaceBox, crop_face, whole_image_box
+from facesort.detect import HaarDetector
+from facesort.images import ImageError, read_image
+
+GENDER_CLASSES = ("female", "male")  # label 0, 1
+
+
+class DataError(Exception):
+    """A dataset argument that cannot be used; the message is one sentence for the user."""
+
+
+@dataclass
+class HappySet:
+    x: np.ndarray  # (N, H, W, 3) uint8 RGB, as stored
+    y: np.ndarray  # (N,) 1 = happy, 0 = sad
+    sources: list[str]
+
+
+def load_happy(paths: list[str | os.PathLike]) -> HappySet:
+    """Read Happy House HDF5 files (train_set_* or test_set_* keys), unchanged, and concatenate them."""
+    import h5py
+
+    xs, ys = [], []
+    if not paths:
+        raise DataError("no happy/sad HDF5 file given")
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        try:
+            with h5py.File(path, "r") as f:
+                prefix = next((p for p in ("train_set", "test_set") if f"{p}_x" in f and f"{p}_y" in f), None)
+                if prefix is None:
+                    raise DataError(
+                        f"{path}: expected datasets train_set_x/train_set_y or test_set_x/test_set_y, "
+                        f"found {', '.join(sorted(f.keys())) or 'none'}"
+                    )
+                x = np.asarray(f[f"{prefix}_x"][:])
+                y = np.asarray(f[f"{prefix}_y"][:]).reshape(-1)
+        except OSError as e:
+            raise DataError(f"{path}: not a readable HDF5 file ({e})") from None
+        if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8:
+            raise DataError(f"{path}: {prefix}_x must be uint8 (N, H, W, 3) RGB, found {x.dtype} {x.shape}")
+        if len(x) != len(y) or len(x) == 0:
+            raise DataError(f"{path}: {prefix}_x has {len(x)} images but {prefix}_y {len(y)} labels")
+        if not set(np.unique(y)) <= {0, 1}:
+            raise DataError(f"{path}: {prefix}_y must hold 0 (sad) and 1 (happy) only")
+        xs.append(x)
+        ys.append(y.astype(np.int64))
+    if len({x.shape[1:] for x in xs}) > 1:
+        raise DataError("the HDF5 files hold images of different sizes")
+    return HappySet(np.concatenate(xs), np.concatenate(ys), [str(p) for p in paths])
+
+
+def _class_files(folder: Path) -> list[tuple[str, int]]:
+    files = []
+    for label, name in enumerate(GENDER_CLASSES):
+        sub = folder / name
+        if not sub.is_dir():
+            raise DataError(f"{folder}: no {name}/ folder (expected {'/ and '.join(GENDER_CLASSES)}/)")
+        found = sorted(str(p) for p in sub.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not found:
+            raise DataError(f"{sub}: the folder is empty")
+        files += [(p, label) for p in found]
+    return files
+
+
+def gender_files(
+    folder: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(train, validation) lists of (path, label) from Training/ and Validation/, or from female/ and
+    male/ with a validation split drawn here."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    if (folder / "Training").is_dir():
+        train = _class_files(folder / "Training")
+        val = _class_files(folder / "Validation") if (folder / "Validation").is_dir() else []
+        if val:
+            return train, val
+        files = train
+    else:
+        files = _class_files(folder)
+    rng = random.Random(seed)
+    files = files[:]
+    rng.shuffle(files)
+    n_val = max(1, int(len(files) * val_fraction))
+    return sorted(files[n_val:]), sorted(files[:n_val])
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---- crops by the shared convention ---------------------------------------------------------------
+
+def _median_box(boxes: list[tuple[float, float, float, float]]) -> tuple[float, float, float, float]:
+    return tuple(float(v) for v in np.median(np.array(boxes), axis=0))
+
+
+def happy_crops(x: np.ndarray, size: int = INPUT_SIZE, scale: float | None = None) -> tuple[np.ndarray, float]:
+    """Face crops of HDF5 images: the detected face, or where none is found the median detected box of
+    the set (in relative coordinates). Returns (crops, fraction detected)."""
+    detector = HaarDetector()
+    kw = {} if scale is None else {"scale": scale}
+    found: list[FaceBox | None] = []
+    rel = []
+    for img in x:
+        boxes = detector.detect(img[..., ::-1])
+        box = boxes[0] if boxes else None
+        found.append(box)
+        if box is not None:
+            h, w = img.shape[:2]
+            rel.append((box.x / w, box.y / h, box.w / w, box.h / h))
+    fallback = _median_box(rel) if rel else None
+    crops = np.empty((len(x), size, size, 3), np.uint8)
+    for i, (img, box) in enumerate(zip(x, found)):
+        if box is None:
+            if fallback is None:
+                box = whole_image_box(img, **kw)
+            else:
+                h, w = img.shape[:2]
+                fx, fy, fw, fh = fallback
+                box = FaceBox(int(fx * w), int(fy * h), max(1, int(fw * w)), max(1, int(fh * h)))
+        crops[i] = crop_face(img, box, size, **kw)
+    return crops, len(rel) / max(1, len(x))
+
+
+def _gender_crop(path: str, detector: HaarDetector, size: int, kw: dict) -> tuple[np.ndarray | None, bool]:
+    try:
+        bgr = read_image(path)
+    except ImageError:
+        return None, False
+    boxes = detector.detect(bgr)
+    # Tight crops defeat Haar about a third of the time; such an image is its own face box,
+    # exactly as `--detector none` treats it at inference.
+    box = boxes[0] if boxes else whole_image_box(bgr, **kw)
+    return crop_face(bgr, box, size, **kw)[..., ::-1], bool(boxes)
+
+
+def gender_crop_cache(
+    files: list[tuple[str, int]], cache_dir: str | os.PathLike, size: int = INPUT_SIZE,
+    scale: float | None = None, workers: int = 2, progress=None,
+) -> tuple[np.memmap, np.ndarray, dict]:
+    """Face crops of a folder dataset in an on-disk array, made once and reused (keyed by the file list
+    and crop convention), so training streams batches from disk instead of holding the set in memory.
+    Returns (crops memmap, labels, stats); unreadable images are dropped and counted in stats."""
+    kw = {} if scale is None else {"scale": scale}
+    key = hashlib.sha256(json.dumps([files, size, scale]).encode()).hexdigest()[:16]
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    xpath, meta_path = cache_dir / f"{key}.u8", cache_dir / f"{key}.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        crops = np.memmap(xpath, np.uint8, "r", shape=(meta["n"], size, size, 3))
+        return crops, np.array(meta["labels"], np.int64), meta["stats"]
+    detector = HaarDetector()
+    out = np.memmap(xpath, np.uint8, "w+", shape=(len(files), size, size, 3))
+    labels, n, detected, unreadable = [], 0, 0, []
+    with ThreadPoolExecutor(workers) as pool:
+        results = pool.map(lambda f: _gender_crop(f[0], detector, size, kw), files, chunksize=64)
+        for (path, label), (crop, was_detected) in zip(files, results):
+            if progress:
+                progress()
+            if crop is None:
+                unreadable.append(path)
+                continue
+            out[n] = crop
+            labels.append(label)
+            n += 1
+            detected += was_detected
+    out.flush()
+    del out
+    stats = {"images": len(files), "used": n, "unreadable": len(unreadable),
+             "unreadable_files": unreadable[:20], "face_detected": detected / max(1, n)}
+    meta_path.write_text(json.dumps({"n": n, "labels": labels, "stats": stats}))
+    crops = np.memmap(xpath, np.uint8, "r", shape=(n, size, size, 3))
+    return crops, np.array(labels, np.int64), stats

@@ -1,0 +1,284 @@
+"""Two-stage transfer learning: emotion on the happy set, then one backbone with emotion and gender heads.
+
+Stage 2 keeps what stage 1 learned by distillation: on every gender image the emotion head is trained
+towards the stage-1 model's p_happy (soft targets), and each batch also carries happy-set images with
+their true labels; each loss is masked to the samples that carry its label.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from queue import Queue
+
+import numpy as np
+
+from facesort.crop import CROP_SCALE, INPUT_SIZE
+from facesort.model import CARD_FILE, CLASSES, MODEL_FILE
+from training.data import gender_crop_cache, gender_files, happy_crops, load_happy, sha256
+
+
+@dataclass
+class TrainConfig:
+    happy: list[str]
+    gender: str
+    out: str
+    happy_test: list[str] = field(default_factory=list)
+    emotion_epochs: int = 60
+    transfer_epochs: int = 12
+    batch_gender: int = 96
+    batch_happy: int = 32
+    width: float = 1.0
+    distill_weight: float = 1.0
+    happy_weight: float = 1.0
+    learning_rate: float = 2e-3
+    max_gender_images: int = 0  # 0 = all; for quick runs and tests
+    seed: int = 0
+    workers: int = 2
+    cache: str = str(Path.home() / ".cache" / "facesort" / "crops")
+
+
+def _augment_fn(tf, size: int):
+    """Label-preserving augmentation of a uint8 batch: crop jitter, flip, rotation, colour, grayscale."""
+    import keras
+
+    rotate = keras.layers.RandomRotation(0.04, fill_mode="reflect")  # about +-15 degrees
+
+    def augment(x):
+        n = tf.shape(x)[0]
+        x = tf.cast(x, tf.float32)
+        # Random zoom-in of 0-15% and shift, so crops from a looser or tighter detection look alike.
+        s = tf.random.uniform((n, 1), 0.85, 1.0)
+        off = tf.random.uniform((n, 2), 0.0, 1.0) * (1.0 - s)
+        boxes = tf.concat([off, off + s], axis=1)
+        x = tf.image.crop_and_resize(x, boxes, tf.range(n), (size, size))
+        x = tf.image.random_flip_left_right(x)
+        x = rotate(x, training=True)
+        x = tf.image.random_brightness(x, 40.0)
+        x = tf.image.random_contrast(x, 0.7, 1.3)
+        x = tf.image.random_saturation(x, 0.6, 1.4)
+        gray = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x))
+        x = tf.where(tf.random.uniform((n, 1, 1, 1)) < 0.1, gray, x)
+        return tf.cast(tf.clip_by_value(x, 0.0, 255.0), tf.uint8)
+
+    return augment
+
+
+def _batches(n: int, batch: int, rng: np.random.Generator, epochs_of=None):
+    """Endless shuffled index batches over range(n)."""
+    while True:
+        order = rng.permutation(n)
+        for i in range(0, n - batch + 1, batch):
+            yield np.sort(order[i : i + batch])
+
+
+def _prefetch(iterator, depth: int = 4):
+    """Run `iterator` in a thread so disk reads overlap the training step."""
+    q: Queue = Queue(depth)
+    done = object()
+
+    def worker():
+        for item in iterator:
+            q.put(item)
+        q.put(done)
+
+    threading.Thread(target=worker, daemon=True).start()
+    while (item := q.get()) is not done:
+        yield item
+
+
+def _predict(model, x: np.ndarray, batch: int = 512) -> np.ndarray:
+    out = [model(x[i : i + batch], training=False) for i in range(0, len(x), batch)]
+    if isinstance(out[0], dict):
+        return {k: np.concatenate([np.asarray(o[k]).reshape(-1) for o in out]) for k in out[0]}
+    return np.concatenate([np.asarray(o).reshape(-1) for o in out])
+
+
+def _accuracy(p: np.ndarray, y: np.ndarray) -> float:
+    return float(((p >= 0.5).astype(np.int64) == y).mean())
+
+
+def train(cfg: TrainConfig, report=print) -> dict:
+    """Train, export and write the model card. Returns the card."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from training.export import export_onnx
+    from training.model import build_emotion_model, build_unified_model
+
+    started = time.time()
+    keras.utils.set_random_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    size = INPUT_SIZE
+    history: dict[str, list] = {"emotion_loss": [], "emotion_acc": [], "transfer": []}
+
+    # ---- data ------------------------------------------------------------------------------------
+    report("stage", "reading the happy/sad set")
+    happy = load_happy(cfg.happy)
+    hx, det_happy = happy_crops(happy.x, size)
+    hy = happy.y.astype(np.float32)
+    tests = {Path(p).stem: load_happy([p]) for p in cfg.happy_test}
+    test_crops = {k: happy_crops(v.x, size)[0] for k, v in tests.items()}
+
+    report("stage", "face crops of the gender set")
+    g_train, g_val = gender_files(cfg.gender, seed=cfg.seed)
+    if cfg.max_gender_images:
+        g_train = [g_train[i] for i in rng.permutation(len(g_train))[: cfg.max_gender_images]]
+        g_val = [g_val[i] for i in rng.permutation(len(g_val))[: max(50, cfg.max_gender_images // 8)]]
+    gx, gy, g_stats = gender_crop_cache(g_train, cfg.cache, size, workers=cfg.workers)
+    vx, vy, v_stats = gender_crop_cache(g_val, cfg.cache, size, workers=cfg.workers)
+
+    augment = tf.function(_augment_fn(tf, size))
+    bce = keras.losses.BinaryCrossentropy(reduction="none")
+
+    # ---- stage 1: emotion ------------------------------------------------------------------------
+    report("stage", f"stage 1: emotion on {len(hx)} happy/sad images")
+    emotion = build_emotion_model(size, cfg.width)
+    steps_per_epoch = max(1, len(hx) // cfg.batch_happy)
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.emotion_epochs * steps_per_epoch)
+    opt = keras.optimizers.Adam(schedule)
+
+    @tf.function
+    def step_emotion(x, y):
+        x = augment(x)
+        with tf.GradientTape() as tape:
+            p = tf.reshape(emotion(x, training=True), (-1,))
+            loss = tf.reduce_mean(bce(y[:, None], p[:, None]))
+        grads = tape.gradient(loss, emotion.trainable_variables)
+        opt.apply_gradients(zip(grads, emotion.trainable_variables))
+        return loss, tf.reduce_mean(tf.cast(tf.equal(tf.cast(p >= 0.5, tf.float32), y), tf.float32))
+
+    it = _batches(len(hx), cfg.batch_happy, rng)
+    for epoch in range(cfg.emotion_epochs):
+        losses, accs = [], []
+        for _ in range(steps_per_epoch):
+            idx = next(it)
+            loss, acc = step_emotion(hx[idx], hy[idx])
+            losses.append(float(loss))
+            accs.append(float(acc))
+        history["emotion_loss"].append(float(np.mean(losses)))
+        history["emotion_acc"].append(float(np.mean(accs)))
+        report("epoch", f"emotion {epoch + 1}/{cfg.emotion_epochs}", loss=np.mean(losses), acc=np.mean(accs))
+    stage1 = {k: _accuracy(_predict(emotion, x), tests[k].y) for k, x in test_crops.items()}
+    report("info", f"stage 1 emotion accuracy: {stage1}")
+
+    # ---- stage 2: transfer -----------------------------------------------------------------------
+    report("stage", "distilling stage-1 emotion onto the gender set")
+    soft = np.concatenate([_predict(emotion, np.asarray(gx[i : i + 2048])) for i in range(0, len(gx), 2048)])
+    unified = build_unified_model(emotion)
+    steps_per_epoch = max(1, len(gx) // cfg.batch_gender)
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.transfer_epochs * steps_per_epoch)
+    opt2 = keras.optimizers.Adam(schedule)
+    n_g, n_h = cfg.batch_gender, cfg.batch_happy
+
+    @tf.function
+    def step_transfer(xg, yg, sg, xh, yh):
+        x = augment(tf.concat([xg, xh], axis=0))
+        with tf.GradientTape() as tape:
+            out_ = unified(x, training=True)
+            pe = tf.reshape(out_["emotion"], (-1, 1))
+            pg = tf.reshape(out_["gender"], (-1, 1))
+            # Masked per-task losses: gender only where the label exists (gender images), emotion
+            # towards the teacher on gender images and towards the truth on happy images.
+            l_gender = tf.reduce_mean(bce(yg[:, None], pg[:n_g]))
+            l_distill = tf.reduce_mean(bce(sg[:, None], pe[:n_g]))
+            l_happy = tf.reduce_mean(bce(yh[:, None], pe[n_g:]))
+            loss = l_gender + cfg.distill_weight * l_distill + cfg.happy_weight * l_happy
+        grads = tape.gradient(loss, unified.trainable_variables)
+        opt2.apply_gradients(zip(grads, unified.trainable_variables))
+        acc_g = tf.reduce_mean(tf.cast(tf.equal(tf.cast(pg[:n_g, 0] >= 0.5, tf.float32), yg), tf.float32))
+        return l_gender, l_distill, l_happy, acc_g
+
+    def feed():
+        gi, hi = _batches(len(gx), n_g, rng), _batches(len(hx), n_h, rng)
+        while True:
+            i, j = next(gi), next(hi)
+            yield np.asarray(gx[i]), gy[i].astype(np.float32), soft[i], hx[j], hy[j]
+
+    batches = _prefetch(feed())
+    report("stage", f"stage 2: transfer on {len(gx)} gender + {len(hx)} happy/sad images")
+    for epoch in range(cfg.transfer_epochs):
+        sums = np.zeros(4)
+        for _ in range(steps_per_epoch):
+            sums += [float(v) for v in step_transfer(*next(batches))]
+        lg, ld, lh, ag = sums / steps_per_epoch
+        val = _accuracy(_predict(unified, np.asarray(vx))["gender"], vy)
+        history["transfer"].append({"gender_loss": lg, "distill_loss": ld, "happy_loss": lh,
+                                    "gender_acc": ag, "gender_val_acc": val})
+        report("epoch", f"transfer {epoch + 1}/{cfg.transfer_epochs}", loss=lg + ld + lh, acc=ag, val=val)
+
+    # ---- export and figures ----------------------------------------------------------------------
+    report("stage", "exporting to ONNX")
+    onnx_path = out / MODEL_FILE
+    export_onnx(unified, onnx_path, size)
+    train_seconds = time.time() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    metrics = {"emotion": {}, "gender": {}}
+    for k, x in test_crops.items():
+        metrics["emotion"][k] = _accuracy(_predict(unified, x)["emotion"], tests[k].y)
+    metrics["gender"]["validation"] = _accuracy(_predict(unified, np.asarray(vx))["gender"], vy)
+
+    import keras as _k
+    import onnx
+    import tensorflow as _tf
+    import tf2onnx
+
+    data_files = sorted(set(cfg.happy) | set(cfg.happy_test))
+    card = {
+        "name": "facesort four-class face model",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "classes": list(CLASSES),
+        "input": {"name": "image", "size": size, "dtype": "uint8", "channels": "RGB", "layout": "NHWC",
+                  "normalisation": "inside the graph: x / 127.5 - 1"},
+        "crop": {"scale": CROP_SCALE, "size": size,
+                 "convention": "square centred on the detected face box, scale x its larger side, "
+                               "border pixels repeated past the image edge (facesort.crop)"},
+        "outputs": {"p_happy": "(N,) P(happy)", "p_male": "(N,) P(male)",
+                    "p_classes": "(N, 4) in class order: p_happy x p_male products"},
+        "architecture": {"kind": "depthwise-separable CNN, shared backbone, emotion and gender heads",
+                         "width": cfg.width, "parameters": int(unified.count_params())},
+        "training": {
+            "command": " ".join(sys.argv),
+            "config": asdict(cfg) | {"cache": None},
+            "approach": "stage 1 emotion CNN on the happy/sad set; stage 2 shared backbone initialised "
+                        "from it, gender head trained on the gender set while the emotion head is "
+                        "distilled from stage 1 on gender images and trained on happy images",
+            "seconds": round(train_seconds, 1),
+            "peak_memory_mb": round(peak_mb, 1),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+            "happy_face_detected": det_happy,
+            "gender_train": g_stats, "gender_validation": v_stats,
+            "history": history,
+        },
+        "data": {"happy": {p: sha256(p) for p in data_files},
+                 "gender": {"folder": str(cfg.gender), "train_images": len(g_train),
+                            "validation_images": len(g_val),
+                            "file_list_sha256": _list_digest(g_train + g_val)}},
+        "metrics": metrics | {"stage1_emotion": stage1},
+        "versions": {"tensorflow": _tf.__version__, "keras": _k.__version__, "tf2onnx": tf2onnx.__version__,
+                     "onnx": onnx.__version__, "python": platform.python_version()},
+        "onnx_bytes": onnx_path.stat().st_size,
+    }
+    (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    unified.save(out / "keras_model.keras")
+    return card
+
+
+def _list_digest(files: list[tuple[str, int]]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for path, label in sorted(files):
+        h.update(f"{Path(path).name}\t{label}\t{os.path.getsize(path)}\n".encode())
+    return h.hexdigest()
