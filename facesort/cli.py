@@ -53,7 +53,9 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-Paths = Annotated[list[Path], typer.Argument(help="Photos and folders of photos.", show_default=False)]
+Paths = Annotated[
+    list[Path], typer.Argument(help="Photos and folders of photos.", show_default=False, readable=False)
+]
 Recursive = Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")]
 DetectorOpt = Annotated[
     Detector, typer.Option(help="haar: find faces with OpenCV; none: each image is one face crop already.")
@@ -182,15 +184,17 @@ def classify(
     run = _Run(paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels,
                verbose, quiet)
     stream, close = _open_output(out)
+    writer = ReportWriter(stream, fmt.value)
     try:
-        writer = ReportWriter(stream, fmt.value)
         for row in run.results():
-            writer.write(row)
-    except BrokenPipeError:
-        sys.stderr.close()  # the reader went away (e.g. `| head`): stop quietly
-        raise typer.Exit(0) from None
-    except OSError as e:
-        fail(f"cannot write {out}: {e.strerror or e}")
+            try:
+                writer.write(row)
+            except BrokenPipeError:
+                # The reader went away (`| head`): stop quietly, as other Unix tools do.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise typer.Exit(0) from None
+            except OSError as e:
+                fail(f"cannot write {out}: {e.strerror or e}")
     finally:
         if close:
             stream.close()

@@ -172,7 +172,7 @@ def iter_image_files(
     excluded = {os.path.realpath(p) for p in exclude}
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
+        if os.path.isdir(path):  # unlike Path.is_dir, never raises (an inaccessible path is a row)
             yield from _walk(path, recursive, excluded, set())
         else:
             # A named file is processed whatever its name; a missing one becomes an error row.

@@ -1,0 +1,203 @@
+"""`facesort classify`: the report, every bad input as a row, exit codes, devices, the Python API."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import example_photos, run_cli
+
+from facesort.report import COLUMNS
+
+CLASSES = ["HappyMale", "HappyFemale", "SadMale", "SadFemale"]
+
+
+def read_report(text: str) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(text), keep_default_na=False, dtype={"path": str, "error": str})
+
+
+def test_report_has_the_columns_and_one_row_per_face(photos):
+    proc = run_cli("classify", photos, "--out", "-")
+    assert proc.returncode == 0, proc.stderr
+    df = read_report(proc.stdout)
+    assert tuple(df.columns) == COLUMNS
+    assert len(df) >= len(example_photos())
+    faces = df[df.status == "ok"]
+    assert set(faces.label) <= set(CLASSES)
+    probs = faces[[f"p_{c}" for c in CLASSES]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+    # The class probabilities are the products of the two heads, and the label is the most likely class.
+    assert np.allclose(faces.p_HappyMale, faces.p_happy * faces.p_male, atol=1e-4)
+    assert (faces.label == np.array(CLASSES)[probs.argmax(axis=1)]).all()
+    assert np.allclose(faces.confidence, probs.max(axis=1), atol=1e-5)
+    assert (faces.w > 0).all() and (faces.face >= 0).all()
+
+
+def test_stdout_holds_only_data_and_jsonl_is_one_object_per_line(photos, tmp_path):
+    proc = run_cli("classify", photos, "--format", "jsonl")
+    assert proc.returncode == 0
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert rows and set(rows[0]) == set(COLUMNS)
+    assert "device" in proc.stderr  # the device it chose is said, on stderr
+
+
+def make_bad_inputs(folder):
+    """Every kind of bad input the issue names, beside one good photo."""
+    good = example_photos()[0]
+    shutil.copy2(good, folder / "good.jpg")
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes(good.read_bytes()[:2000])
+    (folder / "text.jpg").write_text("not an image\n")
+    (folder / "anim.gif").write_bytes(b"GIF89a" + b"\0" * 64)
+    # A decompression bomb: a PNG whose header claims 100000 x 100000 pixels.
+    png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    (folder / "bomb.png").write_bytes(png[:16] + (100_000).to_bytes(4, "big") * 2 + png[24:])
+    cv2.imwrite(str(folder / "gray.png"), cv2.cvtColor(cv2.imread(str(good)), cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(folder / "deep16.png"), cv2.imread(str(good)).astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / "rgba.png"), cv2.cvtColor(cv2.imread(str(good)), cv2.COLOR_BGR2BGRA))
+    (folder / "broken.jpg").symlink_to(folder / "missing.jpg")
+    (folder / "loop1.jpg").symlink_to(folder / "loop2.jpg")
+    (folder / "loop2.jpg").symlink_to(folder / "loop1.jpg")
+    shutil.copy2(good, folder / "new\nline, \"quoted\" näme.jpg")
+
+
+def test_every_bad_input_is_a_row_and_the_run_goes_on(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_bad_inputs(folder)
+    proc = run_cli("classify", folder, tmp_path / "deleted.jpg", "--out", tmp_path / "r.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    df = pd.read_csv(tmp_path / "r.csv", keep_default_na=False)
+    by_name = {os.path.basename(p): g for p, g in df.groupby("path")}
+    errors = {name: g.error.iloc[0] for name, g in by_name.items() if (g.status == "error").all()}
+    assert errors["zero.jpg"] == "empty file"
+    assert "corrupt or truncated" in errors["truncated.jpg"]
+    assert "not an image" in errors["text.jpg"]
+    assert errors["anim.gif"] == "unsupported format: gif"
+    assert "pixel limit" in errors["bomb.png"]
+    assert errors["broken.jpg"] == "broken symlink"
+    assert "symbolic links" in errors["loop1.jpg"]
+    assert errors["deleted.jpg"] == "file not found"
+    for name in ("good.jpg", "gray.png", "deep16.png", "rgba.png", 'new\nline, "quoted" näme.jpg'):
+        assert (by_name[name].status == "ok").all(), name
+    # The path with a newline, comma, quotes and non-ASCII survives the round trip through pandas.
+    assert str(folder / 'new\nline, "quoted" näme.jpg') in set(df.path)
+
+
+def test_a_file_deleted_during_the_run_becomes_an_error_row(tmp_path):
+    from facesort import Classifier, HaarDetector, classify_paths
+
+    photos = [shutil.copy2(p, tmp_path / p.name) for p in example_photos()[:3]]
+
+    def paths():
+        for i, p in enumerate(photos):
+            if i == 1:
+                os.unlink(p)  # gone between the walk and the read
+            yield p
+
+    rows = list(classify_paths(paths(), Classifier(device="cpu"), HaarDetector()))
+    assert [r.status for r in rows if r.path == str(photos[1])] == ["error"]
+    assert sum(r.status == "ok" for r in rows) >= 2
+
+
+def test_unreadable_file_is_a_row_when_run_as_an_unprivileged_user():
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="facesort-perm-"))  # under /tmp: reachable by any user
+    tmp_path.chmod(0o755)
+    secret = tmp_path / "secret.jpg"
+    shutil.copy2(example_photos()[0], secret)
+    secret.chmod(0)
+    cmd = [sys.executable, "-m", "facesort", "classify", str(secret), "-q"]
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("root without setpriv: cannot drop privileges")
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"HOME": str(tmp_path)})
+    if proc.returncode != 0 and "Permission denied" in proc.stderr and "secret" not in proc.stderr:
+        pytest.skip(f"the unprivileged user cannot run this Python: {proc.stderr[-200:]}")
+    assert proc.returncode == 0, proc.stderr
+    df = read_report(proc.stdout)
+    shutil.rmtree(tmp_path)
+    assert df.status.tolist() == ["error"] and df.error.tolist() == ["permission denied"]
+
+
+def test_image_without_a_face_gets_one_no_face_row(tmp_path):
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((200, 300, 3), 180, np.uint8))
+    proc = run_cli("classify", tmp_path / "wall.png")
+    df = read_report(proc.stdout)
+    assert df.status.tolist() == ["no_face"] and df.face.tolist() == [""]
+
+
+def test_detector_none_treats_each_image_as_one_crop(photos):
+    df = read_report(run_cli("classify", photos, "--detector", "none").stdout)
+    assert len(df) == len(example_photos()) and (df.face == 0).all() and (df.status == "ok").all()
+
+
+def test_no_recursive_stops_at_the_top(photos):
+    sub = photos / "sub"
+    sub.mkdir()
+    shutil.copy2(example_photos()[0], sub / "deep.jpg")
+    deep = str(sub / "deep.jpg")
+    assert deep in set(read_report(run_cli("classify", photos).stdout).path)
+    assert deep not in set(read_report(run_cli("classify", photos, "--no-recursive").stdout).path)
+
+
+def test_batch_size_does_not_change_results(photos):
+    a = read_report(run_cli("classify", photos, "--batch-size", "1", "--workers", "1").stdout)
+    b = read_report(run_cli("classify", photos, "--batch-size", "7", "--workers", "3").stdout)
+    assert a.path.tolist() == b.path.tolist()
+    assert np.allclose(a.p_happy.to_numpy(float), b.p_happy.to_numpy(float), atol=1e-5)
+
+
+def test_exit_codes(photos, tmp_path):
+    assert run_cli("classify", photos, "--model", tmp_path / "nomodel").returncode == 1
+    proc = run_cli("classify", photos, "--out", tmp_path / "no" / "such" / "dir" / "r.csv")
+    assert proc.returncode == 1 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
+    assert run_cli("classify", photos, "--no-such-option").returncode == 2
+    assert run_cli("classify", photos, "--device", "tpu").returncode == 2
+
+
+def test_device_cpu_and_cuda(photos):
+    proc = run_cli("classify", photos, "--device", "cpu")
+    assert proc.returncode == 0 and "device cpu" in proc.stderr
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(
+        str(__import__("facesort.model").model.DEFAULT_MODEL_DIR / "model.onnx"),
+        providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    has_cuda = session.get_providers()[0] == "CUDAExecutionProvider"
+    proc = run_cli("classify", photos, "--device", "cuda")
+    if has_cuda:
+        assert proc.returncode == 0 and "device cuda" in proc.stderr
+    else:
+        assert proc.returncode == 1 and "--device cuda" in proc.stderr and "Traceback" not in proc.stderr
+    # ONNX Runtime's CUDA loader noise stays hidden without --verbose.
+    assert "provider_bridge" not in run_cli("classify", photos).stderr
+
+
+def test_python_api_matches_the_cli(photos):
+    from facesort import Classifier, HaarDetector, classify_paths, iter_image_files
+
+    clf = Classifier(device="cpu")
+    rows = list(classify_paths(iter_image_files([photos]), clf, HaarDetector()))
+    df = read_report(run_cli("classify", photos).stdout)
+    assert [r.path for r in rows] == df.path.tolist()
+    assert np.allclose([r.p_male or 0 for r in rows], df.p_male.replace("", 0).to_numpy(float), atol=1e-5)
+
+
+def test_info_prints_the_model_card():
+    proc = run_cli("info")
+    assert proc.returncode == 0
+    assert "HappyMale" in proc.stdout and "crop" in proc.stdout and "metrics" in proc.stdout

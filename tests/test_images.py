@@ -1,0 +1,124 @@
+"""Reading images by content: formats, orientation, bit depths, and every kind of bad file."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from facesort.images import ImageError, decode_image, image_size, iter_image_files, read_image, sniff_format
+
+
+def encode(ext: str, array: np.ndarray, params=()) -> bytes:
+    ok, buf = cv2.imencode(ext, array, list(params))
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".webp", ".tiff"])
+def test_each_supported_format_decodes_with_its_size_read_from_the_header(ext):
+    img = np.random.default_rng(0).integers(0, 255, (30, 50, 3), np.uint8)
+    data = encode(ext, img)
+    fmt = sniff_format(data[:32])
+    assert fmt in ("jpeg", "png", "bmp", "webp", "tiff")
+    assert image_size(data, fmt) == (50, 30)
+    assert decode_image(data).shape == (30, 50, 3)
+
+
+def test_format_is_read_from_content_not_extension(tmp_path):
+    path = tmp_path / "really-a-png.jpg"
+    path.write_bytes(encode(".png", np.zeros((8, 9, 3), np.uint8)))
+    assert read_image(path).shape == (8, 9, 3)
+
+
+def test_exif_orientation_is_applied():
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(buf, "JPEG", exif=exif)
+    assert decode_image(buf.getvalue()).shape == (40, 20, 3)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.full((20, 30), 128, np.uint8), np.full((20, 30), 40000, np.uint16), np.full((20, 30, 4), 90, np.uint8),
+     np.full((20, 30, 3), 50000, np.uint16)],
+    ids=["gray", "gray16", "rgba", "rgb16"],
+)
+def test_grayscale_16bit_and_alpha_pngs_become_8bit_bgr(array):
+    out = decode_image(encode(".png", array))
+    assert out.shape == (20, 30, 3) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (b"", "empty file"),
+        (b"hello, I am a text file\n", "not an image"),
+        (b"GIF89a" + b"\0" * 40, "unsupported format: gif"),
+        (b"\x00\x00\x00\x18ftypheic" + b"\0" * 40, "unsupported format"),
+    ],
+    ids=["zero-byte", "text", "gif", "heic"],
+)
+def test_bad_content_gets_a_reason(data, reason):
+    with pytest.raises(ImageError, match=reason):
+        decode_image(data)
+
+
+def test_truncated_jpeg_is_an_error_not_a_crash():
+    data = encode(".jpg", np.random.default_rng(1).integers(0, 255, (200, 200, 3), np.uint8))
+    with pytest.raises(ImageError):
+        decode_image(data[:300])
+
+
+def test_pixel_limit_refuses_before_decoding():
+    data = encode(".png", np.zeros((100, 100, 3), np.uint8))
+    with pytest.raises(ImageError, match="exceeds the pixel limit"):
+        decode_image(data, max_pixels=9_999)
+    # A PNG header claiming 100000 x 100000 is refused from the header alone.
+    forged = data[:16] + (100_000).to_bytes(4, "big") * 2 + data[24:]
+    with pytest.raises(ImageError, match="100000x100000"):
+        decode_image(forged)
+
+
+def test_missing_broken_symlink_loop_and_directory(tmp_path):
+    with pytest.raises(ImageError, match="file not found"):
+        read_image(tmp_path / "nope.jpg")
+    (tmp_path / "broken.jpg").symlink_to(tmp_path / "gone.jpg")
+    with pytest.raises(ImageError, match="broken symlink"):
+        read_image(tmp_path / "broken.jpg")
+    (tmp_path / "a.jpg").symlink_to(tmp_path / "b.jpg")
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")
+    with pytest.raises(ImageError, match="symbolic links"):
+        read_image(tmp_path / "a.jpg")
+    (tmp_path / "dir.jpg").mkdir()
+    with pytest.raises(ImageError, match="directory"):
+        read_image(tmp_path / "dir.jpg")
+
+
+def test_walk_is_recursive_sorted_skips_hidden_and_excluded_and_survives_symlink_loops(tmp_path):
+    for rel in ["b.jpg", "a.PNG", "notes.txt", ".hidden.jpg", "sub/c.webp", "out/x.jpg", "sub/deeper/d.tif"]:
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path)  # a folder symlink back to the top
+    found = [p.relative_to(tmp_path).as_posix() for p in iter_image_files([tmp_path], exclude=[tmp_path / "out"])]
+    assert found == ["a.PNG", "b.jpg", "sub/c.webp", "sub/deeper/d.tif"]
+    flat = [p.name for p in iter_image_files([tmp_path], recursive=False)]
+    assert flat == ["a.PNG", "b.jpg"]
+    # A file named on the command line is taken whatever its extension.
+    assert list(iter_image_files([tmp_path / "notes.txt"])) == [tmp_path / "notes.txt"]
+
+
+def test_unreadable_file_permission(tmp_path):
+    path = tmp_path / "secret.jpg"
+    path.write_bytes(encode(".jpg", np.zeros((10, 10, 3), np.uint8)))
+    path.chmod(0)
+    if os.access(path, os.R_OK):
+        pytest.skip("running as root: permissions do not stop reads (covered by the CLI test as nobody)")
+    with pytest.raises(ImageError, match="permission denied"):
+        read_image(path)

@@ -1,0 +1,198 @@
+"""`facesort sort`: every mode, the dry run, collisions, re-runs, and a run killed part-way."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import example_photos, run_cli
+
+FOLDERS = {"HappyMale", "HappyFemale", "SadMale", "SadFemale", "NoFace"}
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def placed(into: Path) -> list[Path]:
+    return sorted(p for p in into.rglob("*") if p.parent != into and (p.is_file() or p.is_symlink()))
+
+
+def sort_report(into: Path) -> list[dict]:
+    with open(into / "facesort-report.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): digest(p) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def mixed(photos: Path) -> Path:
+    """Photos plus one image without a face and one unreadable file."""
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(photos / "wall.png"), np.full((120, 160, 3), 200, np.uint8))
+    (photos / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    return photos
+
+
+def test_copy_sorts_every_photo_and_leaves_sources_untouched(mixed, tmp_path):
+    into = tmp_path / "SORTED"
+    before = snapshot(mixed)
+    proc = run_cli("sort", mixed, "--into", into)
+    assert proc.returncode == 0, proc.stderr
+    assert snapshot(mixed) == before
+    files = placed(into)
+    assert {p.parent.name for p in files} <= FOLDERS
+    assert (into / "NoFace" / "wall.png").is_file()
+    assert not any(p.name == "corrupt.jpg" for p in files)  # unreadable: not copied...
+    rows = sort_report(into)
+    corrupt = [r for r in rows if r["source"].endswith("corrupt.jpg")]
+    assert corrupt and corrupt[0]["action"] == "not sorted" and corrupt[0]["error"]  # ...but listed
+    # Every readable photo is placed exactly once, byte for byte, in the folder of its label.
+    assert sorted(digest(p) for p in files) == sorted(
+        v for k, v in before.items() if k != "corrupt.jpg"
+    )
+    for r in rows:
+        if r["destination"]:
+            assert Path(r["destination"]).parent.name == r["label"]
+    assert not list(into.rglob("*.facesort-tmp"))
+
+
+def test_second_run_is_a_no_op(photos, tmp_path):
+    into = tmp_path / "SORTED"
+    run_cli("sort", photos, "--into", into)
+    first = snapshot(into / "HappyMale") if (into / "HappyMale").exists() else {}
+    files = placed(into)
+    proc = run_cli("sort", photos, "--into", into)
+    assert proc.returncode == 0
+    assert placed(into) == files
+    if first:
+        assert snapshot(into / "HappyMale") == first
+    last_run = [r for r in sort_report(into) if r["run"] == sort_report(into)[-1]["run"]]
+    assert {r["action"] for r in last_run} == {"already there"}
+
+
+def test_never_overwrites_a_name_already_taken(photos, tmp_path):
+    into = tmp_path / "SORTED"
+    # Learn where each photo goes, then put a different file under each of those names.
+    plan = run_cli("sort", photos, "--into", into, "--dry-run").stdout.splitlines()
+    assert not into.exists()  # the dry run created nothing
+    assert len(plan) == len(example_photos()) and all(" -> " in line for line in plan)
+    for line in plan:
+        dest = Path(line.split(" -> ")[1])
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(b"the user's own file")
+    run_cli("sort", photos, "--into", into)
+    for line in plan:
+        src, dest = (Path(s) for s in line.split(" -> "))
+        assert dest.read_bytes() == b"the user's own file"
+        suffixed = dest.with_name(f"{dest.stem}-1{dest.suffix}")
+        assert digest(suffixed) == digest(src)
+
+
+def test_same_name_from_two_folders_gets_a_suffix(tmp_path):
+    photos = tmp_path / "in"
+    a, b = photos / "a", photos / "b"
+    a.mkdir(parents=True)
+    b.mkdir()
+    shutil.copy2(example_photos()[0], a / "x.jpg")
+    shutil.copy2(example_photos()[0], b / "x.jpg")
+    with open(b / "x.jpg", "ab") as f:
+        f.write(b"\0")  # same picture, different bytes
+    into = tmp_path / "SORTED"
+    run_cli("sort", photos, "--into", into)
+    names = sorted(p.name for p in placed(into))
+    assert names == ["x-1.jpg", "x.jpg"]
+
+
+def test_move_removes_sources_only_once_placed(mixed, tmp_path):
+    into = tmp_path / "SORTED"
+    before = snapshot(mixed)
+    proc = run_cli("sort", mixed, "--into", into, "--move")
+    assert proc.returncode == 0
+    assert [p.name for p in mixed.iterdir()] == ["corrupt.jpg"]  # the unreadable file stays
+    assert sorted(digest(p) for p in placed(into)) == sorted(v for k, v in before.items() if k != "corrupt.jpg")
+
+
+def test_hardlink_and_symlink(photos, tmp_path):
+    run_cli("sort", photos, "--into", tmp_path / "H", "--hardlink")
+    for p in placed(tmp_path / "H"):
+        assert p.stat().st_nlink == 2 and os.path.samefile(p, photos / p.name)
+    run_cli("sort", photos, "--into", tmp_path / "S", "--symlink")
+    links = placed(tmp_path / "S")
+    assert links and all(p.is_symlink() and p.resolve() == (photos / p.name).resolve() for p in links)
+    assert run_cli("sort", photos, "--into", tmp_path / "S", "--symlink").returncode == 0
+    assert placed(tmp_path / "S") == links  # re-run: no duplicates
+    assert run_cli("sort", photos, "--into", tmp_path / "X", "--move", "--symlink").returncode == 2
+
+
+def test_multi_all_places_a_group_photo_in_each_face_class(tmp_path):
+    import cv2
+    import numpy as np
+
+    # Two different people side by side, so two faces of (most likely) different classes.
+    imgs = [cv2.resize(cv2.imread(str(p)), (300, 400)) for p in example_photos()[:2]]
+    group = tmp_path / "in" / "group.jpg"
+    group.parent.mkdir()
+    cv2.imwrite(str(group), np.hstack(imgs))
+    df_rows = run_cli("classify", group).stdout.splitlines()[1:]
+    labels = {line.split(",")[6] for line in df_rows}
+    run_cli("sort", group.parent, "--into", tmp_path / "S", "--multi", "all")
+    assert {p.parent.name for p in placed(tmp_path / "S")} == labels
+    run_cli("sort", group.parent, "--into", tmp_path / "L")
+    assert len(placed(tmp_path / "L")) == 1
+
+
+def test_output_inside_the_photos_folder_is_not_scanned(photos):
+    into = photos / "SORTED"
+    run_cli("sort", photos, "--into", into)
+    n = len(placed(into))
+    run_cli("sort", photos, "--into", into)
+    assert len(placed(into)) == n
+    report = sort_report(into)
+    assert not any("SORTED" in r["source"] for r in report)
+
+
+def make_many(folder: Path, copies: int = 10) -> dict[str, str]:
+    """copies x the example photos, each file distinct (a trailing byte), so a run takes a while."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(copies):
+        for p in example_photos():
+            (folder / f"{p.stem}-{i}{p.suffix}").write_bytes(p.read_bytes() + i.to_bytes(2, "big"))
+    return snapshot(folder)
+
+
+@pytest.mark.parametrize("mode", [[], ["--move"]], ids=["copy", "move"])
+def test_killed_mid_run_then_resumed_leaves_each_photo_exactly_once(tmp_path, mode):
+    photos, into = tmp_path / "in", tmp_path / "SORTED"
+    before = make_many(photos)
+    cmd = [sys.executable, "-m", "facesort", "sort", str(photos), "--into", str(into), "-q", "--batch-size", "4",
+           *mode]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and (not into.exists() or len(placed(into)) < 20):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < len(placed(into)) < len(before), "the kill should land mid-run"
+
+    assert run_cli("sort", photos, "--into", into, *mode).returncode == 0
+    assert sorted(digest(p) for p in placed(into)) == sorted(before.values())  # each exactly once
+    assert not list(into.rglob("*.facesort-tmp"))
+    if mode:
+        # A photo is gone from its source, or still there if the kill fell between placing and
+        # removing it; never lost.
+        assert set(snapshot(photos).values()) <= set(before.values())
+    else:
+        assert snapshot(photos) == before
