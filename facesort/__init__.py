@@ -1,9 +1,9 @@
 """facesort: classify every face in folders of photos as HappyMale, HappyFemale, SadMale or SadFemale.
 
-    from facesort import Classifier, HaarDetector, classify_paths, iter_image_files
-    clf = Classifier()                      # the shipped model, CUDA when ONNX Runtime runs there
-    for row in classify_paths(iter_image_files(["photos/"]), clf, HaarDetector()):
-        print(row.path, row.face, row.label, row.confidence)
+from facesort import Classifier, HaarDetector, classify_paths, iter_image_files
+clf = Classifier()                      # the shipped model, CUDA when ONNX Runtime runs there
+for row in classify_paths(iter_image_files(["photos/"]), clf, HaarDetector()):
+    print(row.path, row.face, row.label, row.confidence)
 """
 
 from __future__ import annotations

@@ -53,9 +53,7 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-Paths = Annotated[
-    list[Path], typer.Argument(help="Photos and folders of photos.", show_default=False, readable=False)
-]
+Paths = Annotated[list[Path], typer.Argument(help="Photos and folders of photos.", show_default=False, readable=False)]
 Recursive = Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")]
 DetectorOpt = Annotated[
     Detector, typer.Option(help="haar: find faces with OpenCV; none: each image is one face crop already.")
@@ -79,8 +77,21 @@ def _default_workers() -> int:
 class _Run:
     """What classify and sort share: the model, the detector, the file walk, progress and summary."""
 
-    def __init__(self, paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels,
-                 verbose, quiet, exclude=()):
+    def __init__(
+        self,
+        paths,
+        recursive,
+        detector,
+        min_face,
+        device,
+        batch_size,
+        workers,
+        model,
+        max_pixels,
+        verbose,
+        quiet,
+        exclude=(),
+    ):
         from facesort.detect import make_detector
         from facesort.model import Classifier, ModelError
 
@@ -99,7 +110,9 @@ class _Run:
         if not quiet:
             self.console.print(
                 f"facesort: model {self.classifier.model_dir.name}, device [bold]{self.classifier.device}[/] "
-                f"({', '.join(self.classifier.providers)}), detector {detector.value}", highlight=False)
+                f"({', '.join(self.classifier.providers)}), detector {detector.value}",
+                highlight=False,
+            )
 
     def files(self):
         from facesort.images import iter_image_files
@@ -112,17 +125,23 @@ class _Run:
 
         self.stats = Stats()
         self.started = time.perf_counter()
-        stream = classify_paths(self.files(), self.classifier, self.detector, self.batch_size, self.workers,
-                                self.max_pixels, self.stats)
+        stream = classify_paths(
+            self.files(), self.classifier, self.detector, self.batch_size, self.workers, self.max_pixels, self.stats
+        )
         if self.quiet or not self.console.is_terminal:
             yield from stream
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         total = sum(1 for _ in self.files())  # a second walk is cheap beside decoding; it gives the ETA
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[faces]} faces"), TextColumn("{task.fields[rate]:.1f} img/s"),
-                   TimeRemainingColumn())
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[faces]} faces"),
+            TextColumn("{task.fields[rate]:.1f} img/s"),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=self.console, transient=True) as progress:
             task = progress.add_task("classifying", total=total, faces=0, rate=0.0)
             last = None
@@ -130,8 +149,12 @@ class _Run:
                 if row.path != last:
                     last = row.path
                     elapsed = time.perf_counter() - self.started
-                    progress.update(task, completed=self.stats.files, faces=self.stats.faces,
-                                    rate=self.stats.files / elapsed if elapsed else 0.0)
+                    progress.update(
+                        task,
+                        completed=self.stats.files,
+                        faces=self.stats.faces,
+                        rate=self.stats.files / elapsed if elapsed else 0.0,
+                    )
                 yield row
             progress.update(task, completed=self.stats.files)
 
@@ -181,8 +204,7 @@ def classify(
     """Classify every face and write a report: one row per face (CSV or JSON Lines)."""
     from facesort.report import ReportWriter
 
-    run = _Run(paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels,
-               verbose, quiet)
+    run = _Run(paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
     stream, close = _open_output(out)
     writer = ReportWriter(stream, fmt.value)
     try:
@@ -209,7 +231,9 @@ def sort_cmd(
     hardlink: Annotated[bool, typer.Option("--hardlink", help="Hard-link instead of copy.")] = False,
     symlink: Annotated[bool, typer.Option("--symlink", help="Symlink instead of copy.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; create nothing.")] = False,
-    multi: Annotated[Multi, typer.Option(help="largest: class of the largest face; all: every face's class.")] = Multi.largest,
+    multi: Annotated[
+        Multi, typer.Option(help="largest: class of the largest face; all: every face's class.")
+    ] = Multi.largest,
     recursive: Recursive = True,
     detector: DetectorOpt = Detector.haar,
     min_face: MinFace = 24,
@@ -228,8 +252,20 @@ def sort_cmd(
     if sum((move, hardlink, symlink)) > 1:
         fail("choose one of --move, --hardlink, --symlink", 2)
     mode = "move" if move else "hardlink" if hardlink else "symlink" if symlink else "copy"
-    run = _Run(paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels,
-               verbose, quiet, exclude=[into])
+    run = _Run(
+        paths,
+        recursive,
+        detector,
+        min_face,
+        device,
+        batch_size,
+        workers,
+        model,
+        max_pixels,
+        verbose,
+        quiet,
+        exclude=[into],
+    )
     try:
         sorter = Sorter(into, mode, dry_run)
         report = None if dry_run else SortReport(into)
@@ -242,7 +278,8 @@ def sort_cmd(
         source = rows[0].path
         labels = destinations(rows, multi.value)
         placements = [sorter.place(source, label) for label in labels] or [
-            Placement(source, "", "", "not sorted", rows[0].error)]
+            Placement(source, "", "", "not sorted", rows[0].error)
+        ]
         for p in placements:
             counts[p.action] = counts.get(p.action, 0) + 1
             if dry_run:
@@ -281,9 +318,13 @@ def info(model: ModelOpt = None) -> None:
 @app.command()
 def train(
     happy: Annotated[list[Path], typer.Option("--happy", help="Happy House HDF5 file(s) for training.")],
-    gender: Annotated[Path, typer.Option("--gender", help="Folder with Training/ and Validation/, or female/ and male/.")],
+    gender: Annotated[
+        Path, typer.Option("--gender", help="Folder with Training/ and Validation/, or female/ and male/.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
-    happy_test: Annotated[list[Path] | None, typer.Option("--happy-test", help="Held-out HDF5 file(s) to report on.")] = None,
+    happy_test: Annotated[
+        list[Path] | None, typer.Option("--happy-test", help="Held-out HDF5 file(s) to report on.")
+    ] = None,
     emotion_epochs: Annotated[int, typer.Option(min=1)] = 80,
     transfer_epochs: Annotated[int, typer.Option(min=1)] = 15,
     max_gender_images: Annotated[int, typer.Option(min=0, help="Use at most this many gender images (0: all).")] = 0,
@@ -297,9 +338,16 @@ def train(
         fail(f"training needs the train extra: pip install 'facesort[train]' ({e})")
     from training.data import DataError
 
-    cfg = TrainConfig(happy=[str(p) for p in happy], gender=str(gender), out=str(out),
-                      happy_test=[str(p) for p in happy_test or []], emotion_epochs=emotion_epochs,
-                      transfer_epochs=transfer_epochs, max_gender_images=max_gender_images, seed=seed)
+    cfg = TrainConfig(
+        happy=[str(p) for p in happy],
+        gender=str(gender),
+        out=str(out),
+        happy_test=[str(p) for p in happy_test or []],
+        emotion_epochs=emotion_epochs,
+        transfer_epochs=transfer_epochs,
+        max_gender_images=max_gender_images,
+        seed=seed,
+    )
     from training.cli_progress import TrainingProgress
 
     try:

@@ -42,9 +42,7 @@ def crop_square(box: FaceBox, scale: float = CROP_SCALE) -> tuple[int, int, int]
     return int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), side
 
 
-def crop_face(
-    image: np.ndarray, box: FaceBox, size: int = INPUT_SIZE, scale: float = CROP_SCALE
-) -> np.ndarray:
+def crop_face(image: np.ndarray, box: FaceBox, size: int = INPUT_SIZE, scale: float = CROP_SCALE) -> np.ndarray:
     """Cut the convention's square around `box` out of `image` (H, W, 3) and resize it to (size, size, 3).
 
     Channel order is kept as given.
@@ -57,9 +55,7 @@ def crop_face(
         raise ValueError(f"face box {box} lies outside the {width}x{height} image")
     patch = image[iy0:iy1, ix0:ix1]
     if (ix0, iy0, ix1, iy1) != (x0, y0, x1, y1):
-        patch = cv2.copyMakeBorder(
-            patch, iy0 - y0, y1 - iy1, ix0 - x0, x1 - ix1, cv2.BORDER_REPLICATE
-        )
+        patch = cv2.copyMakeBorder(patch, iy0 - y0, y1 - iy1, ix0 - x0, x1 - ix1, cv2.BORDER_REPLICATE)
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     return cv2.resize(patch, (size, size), interpolation=interpolation)
 

@@ -61,9 +61,7 @@ class HaarDetector:
         # The smallest face searched for, in detection pixels; Haar windows start at 20.
         min_side = max(20, int(round(self.min_face * shrink)))
         primary, fallback = self._cascades()
-        found = primary.detectMultiScale(
-            gray, self.scale_factor, self.min_neighbors, minSize=(min_side, min_side)
-        )
+        found = primary.detectMultiScale(gray, self.scale_factor, self.min_neighbors, minSize=(min_side, min_side))
         if len(found) == 0 and self.fallback:
             found = fallback.detectMultiScale(
                 gray, self.scale_factor, FALLBACK_MIN_NEIGHBORS, minSize=(min_side, min_side)

@@ -155,9 +155,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     if image is None or image.size == 0:
         raise ImageError(f"cannot decode {fmt} (corrupt or truncated)")
     if image.shape[0] * image.shape[1] > max_pixels:
-        raise ImageError(
-            f"{image.shape[1]}x{image.shape[0]} exceeds the pixel limit of {max_pixels:,}"
-        )
+        raise ImageError(f"{image.shape[1]}x{image.shape[0]} exceeds the pixel limit of {max_pixels:,}")
     return image
 
 

@@ -121,6 +121,7 @@ def classify_paths(
         ready, ready_faces = [], 0
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
+
         def take_one() -> None:
             nonlocal ready_faces
             record = pending.popleft().result()
@@ -159,8 +160,14 @@ def _results(record: _Image, preds, start: int, stats: Stats) -> Iterator[FaceRe
         stats.faces += 1
         stats.per_class[CLASSES[best]] += 1
         yield FaceResult(
-            record.path, face, box, CLASSES[best], float(probs[i, best]),
-            float(p_happy[i]), float(p_male[i]), tuple(float(v) for v in probs[i]),
+            record.path,
+            face,
+            box,
+            CLASSES[best],
+            float(probs[i, best]),
+            float(p_happy[i]),
+            float(p_male[i]),
+            tuple(float(v) for v in probs[i]),
         )
 
 
@@ -180,4 +187,3 @@ def group_by_image(results: Iterable[FaceResult]) -> Iterator[list[FaceResult]]:
         group.append(row)
     if group:
         yield group
-

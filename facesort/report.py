@@ -10,8 +10,19 @@ from facesort.model import CLASSES
 from facesort.pipeline import FaceResult
 
 COLUMNS = (
-    "path", "face", "x", "y", "w", "h", "label", "confidence", "p_happy", "p_male",
-    *(f"p_{c}" for c in CLASSES), "status", "error",
+    "path",
+    "face",
+    "x",
+    "y",
+    "w",
+    "h",
+    "label",
+    "confidence",
+    "p_happy",
+    "p_male",
+    *(f"p_{c}" for c in CLASSES),
+    "status",
+    "error",
 )
 FORMATS = ("csv", "jsonl")
 

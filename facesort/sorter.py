@@ -151,8 +151,16 @@ class SortReport:
             self._csv.writeheader()
 
     def write(self, run: str, p: Placement) -> None:
-        self._csv.writerow({"run": run, "source": p.source, "destination": p.destination,
-                            "label": p.label, "action": p.action, "error": p.error})
+        self._csv.writerow(
+            {
+                "run": run,
+                "source": p.source,
+                "destination": p.destination,
+                "label": p.label,
+                "action": p.action,
+                "error": p.error,
+            }
+        )
         self._file.flush()
 
     def close(self) -> None:

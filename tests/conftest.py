@@ -34,6 +34,10 @@ def photos(tmp_path: Path) -> Path:
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     """Run the installed `facesort` command as a user would (a fresh process each time)."""
     return subprocess.run(
-        [sys.executable, "-m", "facesort", *map(str, args)], capture_output=True, text=True,
-        cwd=cwd, timeout=timeout, **kw,
+        [sys.executable, "-m", "facesort", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        **kw,
     )

@@ -67,7 +67,7 @@ def make_bad_inputs(folder):
     (folder / "broken.jpg").symlink_to(folder / "missing.jpg")
     (folder / "loop1.jpg").symlink_to(folder / "loop2.jpg")
     (folder / "loop2.jpg").symlink_to(folder / "loop1.jpg")
-    shutil.copy2(good, folder / "new\nline, \"quoted\" näme.jpg")
+    shutil.copy2(good, folder / 'new\nline, "quoted" näme.jpg')
 
 
 def test_every_bad_input_is_a_row_and_the_run_goes_on(tmp_path):

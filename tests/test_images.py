@@ -45,8 +45,12 @@ def test_exif_orientation_is_applied():
 
 @pytest.mark.parametrize(
     "array",
-    [np.full((20, 30), 128, np.uint8), np.full((20, 30), 40000, np.uint16), np.full((20, 30, 4), 90, np.uint8),
-     np.full((20, 30, 3), 50000, np.uint16)],
+    [
+        np.full((20, 30), 128, np.uint8),
+        np.full((20, 30), 40000, np.uint16),
+        np.full((20, 30, 4), 90, np.uint8),
+        np.full((20, 30, 3), 50000, np.uint16),
+    ],
     ids=["gray", "gray16", "rgba", "rgb16"],
 )
 def test_grayscale_16bit_and_alpha_pngs_become_8bit_bgr(array):

@@ -60,9 +60,7 @@ def test_copy_sorts_every_photo_and_leaves_sources_untouched(mixed, tmp_path):
     corrupt = [r for r in rows if r["source"].endswith("corrupt.jpg")]
     assert corrupt and corrupt[0]["action"] == "not sorted" and corrupt[0]["error"]  # ...but listed
     # Every readable photo is placed exactly once, byte for byte, in the folder of its label.
-    assert sorted(digest(p) for p in files) == sorted(
-        v for k, v in before.items() if k != "corrupt.jpg"
-    )
+    assert sorted(digest(p) for p in files) == sorted(v for k, v in before.items() if k != "corrupt.jpg")
     for r in rows:
         if r["destination"]:
             assert Path(r["destination"]).parent.name == r["label"]
@@ -177,8 +175,7 @@ def make_many(folder: Path, copies: int = 10) -> dict[str, str]:
 def test_killed_mid_run_then_resumed_leaves_each_photo_exactly_once(tmp_path, mode):
     photos, into = tmp_path / "in", tmp_path / "SORTED"
     before = make_many(photos)
-    cmd = [sys.executable, "-m", "facesort", "sort", str(photos), "--into", str(into), "-q", "--batch-size", "4",
-           *mode]
+    cmd = [sys.executable, "-m", "facesort", "sort", str(photos), "--into", str(into), "-q", "--batch-size", "4", *mode]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and (not into.exists() or len(placed(into)) < 20):

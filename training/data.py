@@ -112,6 +112,7 @@ def sha256(path: str | os.PathLike) -> str:
 
 # ---- crops by the shared convention ---------------------------------------------------------------
 
+
 def _median_box(boxes: list[tuple[float, float, float, float]]) -> tuple[float, float, float, float]:
     return tuple(float(v) for v in np.median(np.array(boxes), axis=0))
 
@@ -157,8 +158,12 @@ def _gender_crop(path: str, detector: HaarDetector, size: int, kw: dict) -> tupl
 
 
 def gender_crop_cache(
-    files: list[tuple[str, int]], cache_dir: str | os.PathLike, size: int = INPUT_SIZE,
-    scale: float | None = None, workers: int = 2, progress=None,
+    files: list[tuple[str, int]],
+    cache_dir: str | os.PathLike,
+    size: int = INPUT_SIZE,
+    scale: float | None = None,
+    workers: int = 2,
+    progress=None,
 ) -> tuple[np.memmap, np.ndarray, dict]:
     """Face crops of a folder dataset in an on-disk array, made once and reused (keyed by the file list
     and crop convention), so training streams batches from disk instead of holding the set in memory.
@@ -189,8 +194,13 @@ def gender_crop_cache(
             detected += was_detected
     out.flush()
     del out
-    stats = {"images": len(files), "used": n, "unreadable": len(unreadable),
-             "unreadable_files": unreadable[:20], "face_detected": detected / max(1, n)}
+    stats = {
+        "images": len(files),
+        "used": n,
+        "unreadable": len(unreadable),
+        "unreadable_files": unreadable[:20],
+        "face_detected": detected / max(1, n),
+    }
     meta_path.write_text(json.dumps({"n": n, "labels": labels, "stats": stats}))
     crops = np.memmap(xpath, np.uint8, "r", shape=(n, size, size, 3))
     return crops, np.array(labels, np.int64), stats

@@ -50,7 +50,7 @@ def build_emotion_model(size: int = 64, width: float = 1.0, dropout: float = 0.3
 def build_unified_model(emotion_model: keras.Model, dropout: float = 0.3) -> keras.Model:
     """Stage 2: the emotion model's backbone and head, plus a new gender head on the same features."""
     backbone = emotion_model.get_layer("backbone") if _has(emotion_model, "backbone") else None
-    features = (backbone.output if backbone is not None else emotion_model.get_layer("pool").output)
+    features = backbone.output if backbone is not None else emotion_model.get_layer("pool").output
     emotion_dropout = emotion_model.get_layer("emotion_dropout")
     emotion_head = emotion_model.get_layer("emotion")
     p_happy = emotion_head(emotion_dropout(features))

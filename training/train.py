@@ -213,8 +213,9 @@ def train(cfg: TrainConfig, report=print) -> dict:
             sums += [float(v) for v in step_transfer(*next(batches))]
         lg, ld, lh, ag = sums / steps_per_epoch
         val = _accuracy(_predict(unified, np.asarray(vx))["gender"], vy)
-        history["transfer"].append({"gender_loss": lg, "distill_loss": ld, "happy_loss": lh,
-                                    "gender_acc": ag, "gender_val_acc": val})
+        history["transfer"].append(
+            {"gender_loss": lg, "distill_loss": ld, "happy_loss": lh, "gender_acc": ag, "gender_val_acc": val}
+        )
         report("epoch", f"transfer {epoch + 1}/{cfg.transfer_epochs}", loss=lg + ld + lh, acc=ag, val=val)
 
     # ---- export and figures ----------------------------------------------------------------------
@@ -239,35 +240,61 @@ def train(cfg: TrainConfig, report=print) -> dict:
         "name": "facesort four-class face model",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "classes": list(CLASSES),
-        "input": {"name": "image", "size": size, "dtype": "uint8", "channels": "RGB", "layout": "NHWC",
-                  "normalisation": "inside the graph: x / 127.5 - 1"},
-        "crop": {"scale": CROP_SCALE, "size": size,
-                 "convention": "square centred on the detected face box, scale x its larger side, "
-                               "border pixels repeated past the image edge (facesort.crop)"},
-        "outputs": {"p_happy": "(N,) P(happy)", "p_male": "(N,) P(male)",
-                    "p_classes": "(N, 4) in class order: p_happy x p_male products"},
-        "architecture": {"kind": "depthwise-separable CNN, shared backbone, emotion and gender heads",
-                         "width": cfg.width, "parameters": int(unified.count_params())},
+        "input": {
+            "name": "image",
+            "size": size,
+            "dtype": "uint8",
+            "channels": "RGB",
+            "layout": "NHWC",
+            "normalisation": "inside the graph: x / 127.5 - 1",
+        },
+        "crop": {
+            "scale": CROP_SCALE,
+            "size": size,
+            "convention": "square centred on the detected face box, scale x its larger side, "
+            "border pixels repeated past the image edge (facesort.crop)",
+        },
+        "outputs": {
+            "p_happy": "(N,) P(happy)",
+            "p_male": "(N,) P(male)",
+            "p_classes": "(N, 4) in class order: p_happy x p_male products",
+        },
+        "architecture": {
+            "kind": "depthwise-separable CNN, shared backbone, emotion and gender heads",
+            "width": cfg.width,
+            "parameters": int(unified.count_params()),
+        },
         "training": {
             "command": " ".join(sys.argv),
             "config": asdict(cfg) | {"cache": None},
             "approach": "stage 1 emotion CNN on the happy/sad set; stage 2 shared backbone initialised "
-                        "from it, gender head trained on the gender set while the emotion head is "
-                        "distilled from stage 1 on gender images and trained on happy images",
+            "from it, gender head trained on the gender set while the emotion head is "
+            "distilled from stage 1 on gender images and trained on happy images",
             "seconds": round(train_seconds, 1),
             "peak_memory_mb": round(peak_mb, 1),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
             "happy_face_detected": det_happy,
-            "gender_train": g_stats, "gender_validation": v_stats,
+            "gender_train": g_stats,
+            "gender_validation": v_stats,
             "history": history,
         },
-        "data": {"happy": {p: sha256(p) for p in data_files},
-                 "gender": {"folder": str(cfg.gender), "train_images": len(g_train),
-                            "validation_images": len(g_val),
-                            "file_list_sha256": _list_digest(g_train + g_val)}},
+        "data": {
+            "happy": {p: sha256(p) for p in data_files},
+            "gender": {
+                "folder": str(cfg.gender),
+                "train_images": len(g_train),
+                "validation_images": len(g_val),
+                "file_list_sha256": _list_digest(g_train + g_val),
+            },
+        },
         "metrics": metrics | {"stage1_emotion": stage1},
-        "versions": {"tensorflow": _tf.__version__, "keras": _k.__version__, "tf2onnx": tf2onnx.__version__,
-                     "onnx": onnx.__version__, "python": platform.python_version()},
+        "versions": {
+            "tensorflow": _tf.__version__,
+            "keras": _k.__version__,
+            "tf2onnx": tf2onnx.__version__,
+            "onnx": onnx.__version__,
+            "python": platform.python_version(),
+        },
         "onnx_bytes": onnx_path.stat().st_size,
     }
     (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
