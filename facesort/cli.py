@@ -294,6 +294,69 @@ def sort_cmd(
 
 
 @app.command()
+def evaluate(
+    folder: Annotated[Path, typer.Argument(help="Folder with HappyMale/, HappyFemale/, SadMale/, SadFemale/.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,
+    plots: Annotated[Path | None, typer.Option("--plots", help="Write the confusion matrix PNG here.")] = None,
+    detector: DetectorOpt = Detector.haar,
+    min_face: MinFace = 24,
+    device: DeviceOpt = Device.auto,
+    batch_size: BatchSize = 64,
+    workers: Workers = _default_workers(),
+    model: ModelOpt = None,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Measure the model on labelled photos: accuracy, per-class P/R/F1, confusion, emotion and gender."""
+    import json
+
+    from facesort.evaluate import metrics, predict_folder
+
+    run = _Run([folder], True, detector, min_face, device, batch_size, workers, model, 50_000_000, verbose, quiet)
+    try:
+        y_true, y_pred = predict_folder(folder, run.classifier, run.detector, batch_size, workers)
+    except ValueError as e:
+        fail(str(e), 2)
+    figures = metrics(y_true, y_pred)
+    show_metrics(figures, run.console if not quiet else None)
+    if json_out:
+        json_out.write_text(json.dumps(figures, indent=2) + "\n")
+    if plots:
+        from facesort.plots import confusion_png
+
+        plots.mkdir(parents=True, exist_ok=True)
+        confusion_png(figures, plots / "confusion.png")
+
+
+def show_metrics(figures: dict, console=None) -> None:
+    """Rich tables of evaluate's figures (stdout)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    head = Table(title=f"{figures['images']} labelled photos", show_header=False)
+    for key in ("accuracy", "emotion_accuracy", "gender_accuracy", "emotion_accuracy_women", "emotion_accuracy_men"):
+        value = figures[key]
+        head.add_row(key.replace("_", " "), "-" if value is None else f"{value:.2%}")
+    head.add_row("photos with no face found", str(figures["no_face"]))
+    console.print(head)
+    per = Table(title="per class")
+    for col in ("class", "precision", "recall", "F1", "photos"):
+        per.add_column(col, justify="right" if col != "class" else "left")
+    for c, m in figures["per_class"].items():
+        per.add_row(c, f"{m['precision']:.2%}", f"{m['recall']:.2%}", f"{m['f1']:.2%}", str(m["support"]))
+    console.print(per)
+    conf = figures["confusion"]
+    table = Table(title="confusion (rows: true, columns: predicted)")
+    table.add_column("")
+    for c in conf["columns (predicted)"]:
+        table.add_column(c, justify="right")
+    for name, counts in zip(conf["rows (true)"], conf["counts"]):
+        table.add_row(name, *map(str, counts))
+    console.print(table)
+
+
+@app.command()
 def info(model: ModelOpt = None) -> None:
     """Print the model card: input, crop convention, classes, metrics, training."""
     import json

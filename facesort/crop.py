@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 INPUT_SIZE = 64
-CROP_SCALE = 1.25
+CROP_SCALE = 1.1
 
 
 @dataclass(frozen=True)

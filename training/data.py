@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesort.crop import INPUT_SIZE, FaceBox, crop_face, whole_image_box
+from facesort.crop import CROP_SCALE, INPUT_SIZE, FaceBox, crop_face, whole_image_box
 from facesort.detect import HaarDetector
 from facesort.images import ImageError, read_image
 
@@ -169,7 +169,11 @@ def gender_crop_cache(
     and crop convention), so training streams batches from disk instead of holding the set in memory.
     Returns (crops memmap, labels, stats); unreadable images are dropped and counted in stats."""
     kw = {} if scale is None else {"scale": scale}
-    key = hashlib.sha256(json.dumps([files, size, scale]).encode()).hexdigest()[:16]
+    detector = HaarDetector()
+    # The key covers everything that shapes a crop, so a changed convention or detector re-makes them.
+    key = hashlib.sha256(
+        json.dumps([files, size, scale, CROP_SCALE, detector.detect_side, detector.passes]).encode()
+    ).hexdigest()[:16]
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     xpath, meta_path = cache_dir / f"{key}.u8", cache_dir / f"{key}.json"
@@ -177,7 +181,6 @@ def gender_crop_cache(
         meta = json.loads(meta_path.read_text())
         crops = np.memmap(xpath, np.uint8, "r", shape=(meta["n"], size, size, 3))
         return crops, np.array(meta["labels"], np.int64), meta["stats"]
-    detector = HaarDetector()
     out = np.memmap(xpath, np.uint8, "w+", shape=(len(files), size, size, 3))
     labels, n, detected, unreadable = [], 0, 0, []
     with ThreadPoolExecutor(workers) as pool:

@@ -1,13 +1,26 @@
 """The network: a small convolutional backbone shared by an emotion head and a gender head.
 
 Sized for throughput: about 6 M multiply-adds per 64x64 face, so ONNX Runtime on two CPU cores
-classifies thousands of faces a second. Normalisation is inside the graph: input is uint8 RGB.
+classifies thousands of faces a second. Normalisation (per-image standardisation) is inside the graph:
+the input is the uint8 RGB face crop.
 """
 
 from __future__ import annotations
 
 import keras
 from keras import layers
+
+
+@keras.saving.register_keras_serializable("facesort")
+class Standardize(layers.Layer):
+    """Per-image standardisation: each face's mean and contrast removed, so lighting (a dark garden, a
+    bright studio) does not decide the class."""
+
+    def call(self, x):
+        x = keras.ops.cast(x, "float32")
+        mean = keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        var = keras.ops.var(x, axis=(1, 2, 3), keepdims=True)
+        return (x - mean) / keras.ops.sqrt(var + 1.0)  # +1 (in 0..255 units) keeps flat images finite
 
 
 def _block(x, filters: int, name: str, stride: int = 1):
@@ -24,7 +37,7 @@ def build_backbone(size: int = 64, width: float = 1.0) -> keras.Model:
     """uint8 (N, size, size, 3) RGB -> pooled feature vector."""
     c = lambda n: max(8, int(n * width))  # noqa: E731
     inputs = keras.Input((size, size, 3), dtype="uint8", name="image")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")(keras.ops.cast(inputs, "float32"))
+    x = Standardize(name="standardise")(inputs)
     x = layers.Conv2D(c(24), 3, strides=2, padding="same", use_bias=False, name="stem")(x)  # 32x32
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)

@@ -38,6 +38,8 @@ class TrainConfig:
     width: float = 1.0
     distill_weight: float = 1.0
     happy_weight: float = 1.0
+    self_training: float = 0.7  # final share of self-training (vs stage-1 targets) for emotion on gender images
+    confidence: float = 0.8  # self-training uses predictions at least this far from 0.5 (x2)
     learning_rate: float = 2e-3
     max_gender_images: int = 0  # 0 = all; for quick runs and tests
     seed: int = 0
@@ -59,6 +61,10 @@ def _augment_fn(tf, size: int):
         off = tf.random.uniform((n, 2), 0.0, 1.0) * (1.0 - s)
         boxes = tf.concat([off, off + s], axis=1)
         x = tf.image.crop_and_resize(x, boxes, tf.range(n), (size, size))
+        # Low resolution: small faces (Happy House's are about 30 pixels) are upscaled blurs at inference.
+        r = tf.random.uniform((), 16, 48, dtype=tf.int32)
+        low = tf.image.resize(tf.image.resize(x, (r, r), method="area"), (size, size), method="bilinear")
+        x = tf.where(tf.random.uniform((n, 1, 1, 1)) < 0.3, low, x)
         x = tf.image.random_flip_left_right(x)
         x = rotate(x, training=True)
         x = tf.image.random_brightness(x, 40.0)
@@ -181,23 +187,32 @@ def train(cfg: TrainConfig, report=print) -> dict:
     opt2 = keras.optimizers.Adam(schedule)
     n_g, n_h = cfg.batch_gender, cfg.batch_happy
 
+    ramp = tf.Variable(0.0, trainable=False)  # 0 -> cfg.self_training over the stage
+
     @tf.function
     def step_transfer(xg, yg, sg, xh, yh):
         x = augment(tf.concat([xg, xh], axis=0))
+        # The clean view's confident emotion predictions become targets for the augmented view
+        # (FixMatch-style self-training), so the 24k unlabelled gender faces teach emotion too.
+        weak = tf.reshape(unified(xg, training=False)["emotion"], (-1, 1))
+        confident = tf.cast(tf.abs(weak - 0.5) * 2.0 >= cfg.confidence, tf.float32)
+        pseudo = tf.cast(weak >= 0.5, tf.float32)
         with tf.GradientTape() as tape:
             out_ = unified(x, training=True)
             pe = tf.reshape(out_["emotion"], (-1, 1))
             pg = tf.reshape(out_["gender"], (-1, 1))
-            # Masked per-task losses: gender only where the label exists (gender images), emotion
-            # towards the teacher on gender images and towards the truth on happy images.
+            # Masked per-task losses: gender only where the label exists (gender images); emotion
+            # towards stage 1 and self-training on gender images, towards the truth on happy images.
             l_gender = tf.reduce_mean(bce(yg[:, None], pg[:n_g]))
             l_distill = tf.reduce_mean(bce(sg[:, None], pe[:n_g]))
+            l_self = tf.reduce_sum(confident[:, 0] * bce(pseudo, pe[:n_g])) / n_g
             l_happy = tf.reduce_mean(bce(yh[:, None], pe[n_g:]))
-            loss = l_gender + cfg.distill_weight * l_distill + cfg.happy_weight * l_happy
+            l_emotion_g = (1.0 - ramp) * l_distill + ramp * l_self
+            loss = l_gender + cfg.distill_weight * l_emotion_g + cfg.happy_weight * l_happy
         grads = tape.gradient(loss, unified.trainable_variables)
         opt2.apply_gradients(zip(grads, unified.trainable_variables))
         acc_g = tf.reduce_mean(tf.cast(tf.equal(tf.cast(pg[:n_g, 0] >= 0.5, tf.float32), yg), tf.float32))
-        return l_gender, l_distill, l_happy, acc_g
+        return l_gender, l_emotion_g, l_happy, acc_g
 
     def feed():
         gi, hi = _batches(len(gx), n_g, rng), _batches(len(hx), n_h, rng)
@@ -208,6 +223,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
     batches = _prefetch(feed())
     report("stage", f"stage 2: transfer on {len(gx)} gender + {len(hx)} happy/sad images")
     for epoch in range(cfg.transfer_epochs):
+        ramp.assign(cfg.self_training * min(1.0, epoch / max(1, cfg.transfer_epochs // 2)))
         sums = np.zeros(4)
         for _ in range(steps_per_epoch):
             sums += [float(v) for v in step_transfer(*next(batches))]
@@ -246,7 +262,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
             "dtype": "uint8",
             "channels": "RGB",
             "layout": "NHWC",
-            "normalisation": "inside the graph: x / 127.5 - 1",
+            "normalisation": "inside the graph: per-image standardisation (x - mean) / sqrt(var + 1)",
         },
         "crop": {
             "scale": CROP_SCALE,

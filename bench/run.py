@@ -1,0 +1,283 @@
+"""facesort benchmarks: `python -m bench` writes BENCHMARKS.md (median of several runs per figure).
+
+Measures, on ../shared/data: the model alone at several batch sizes (and Keras model.predict beside it
+when the train extra is installed), whole photos end to end with the time split by stage, face crops end
+to end beside the read-and-decode-only floor, peak memory at 30,000 files, and start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FACESORT_SHARED", ROOT.parent / "shared")) / "data"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    system = f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return f"{cpu}, {cores} cores, {mem:.0f} GiB, {system}"
+
+
+def median_rate(fn, count: int, repeats: int) -> float:
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        rates.append(count / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def real_crops(n: int = 256) -> np.ndarray:
+    """Real face crops (gender/Validation through the crop convention), tiled to n."""
+    from facesort.crop import crop_face, whole_image_box
+    from facesort.images import read_image
+
+    files = sorted((DATA / "gender" / "Validation" / "female").iterdir())[:64]
+    crops = [crop_face(img, whole_image_box(img))[..., ::-1] for img in map(read_image, files)]
+    return np.stack([crops[i % len(crops)] for i in range(n)])
+
+
+def bench_model(repeats: int) -> dict:
+    from facesort.model import DEFAULT_MODEL_DIR, Classifier
+
+    clf = Classifier(device="cpu")
+    crops = real_crops(256)
+    out = {"onnxruntime_cpu": {}, "keras_predict": {}}
+    for batch in (1, 8, 32, 64, 256):
+        x = crops[:batch]
+        n = max(1, 2048 // batch)
+        clf.predict(x)
+        out["onnxruntime_cpu"][batch] = median_rate(
+            lambda x=x, n=n: [clf.predict(x) for _ in range(n)], n * batch, repeats
+        )
+    keras_file = DEFAULT_MODEL_DIR / "keras_model.keras"
+    try:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        import training.model  # noqa: F401 - registers the custom layer
+
+        model = keras.models.load_model(keras_file)
+    except Exception as e:  # noqa: BLE001 - the train extra is optional
+        out["keras_predict"] = {"skipped": f"{type(e).__name__}: {e}"[:200]}
+        return out
+    for batch in (1, 8, 32, 64, 256):
+        x = crops[:batch]
+        n = max(2, 512 // batch) if batch > 1 else 30
+        model.predict(x, batch_size=batch, verbose=0)
+        out["keras_predict"][batch] = median_rate(
+            lambda x=x, n=n, b=batch: [model.predict(x, batch_size=b, verbose=0) for _ in range(n)], n * batch, repeats
+        )
+    return out
+
+
+def run_pipeline(paths, detector_name: str, workers: int, batch_size: int = 64):
+    from facesort.detect import make_detector
+    from facesort.model import Classifier
+    from facesort.pipeline import Stats, classify_paths
+    from facesort.report import ReportWriter
+
+    clf = Classifier(device="cpu")
+    detector = make_detector(detector_name, crop_scale=clf.crop_scale)
+    stats = Stats()
+    sink = open(os.devnull, "w")
+    writer = ReportWriter(sink)
+    t = time.perf_counter()
+    write = 0.0
+    for row in classify_paths(paths, clf, detector, batch_size, workers, stats=stats):
+        w = time.perf_counter()
+        writer.write(row)
+        write += time.perf_counter() - w
+    elapsed = time.perf_counter() - t
+    stats.seconds["write"] = write
+    return elapsed, stats
+
+
+def bench_photos(folder: Path, repeats: int, workers: int) -> dict:
+    from facesort.images import iter_image_files
+
+    paths = list(iter_image_files([folder]))
+    runs = [run_pipeline(paths, "haar", workers) for _ in range(repeats)]
+    elapsed, stats = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+    total = sum(stats.seconds.values())
+    return {
+        "images": len(paths),
+        "images_per_s": len(paths) / elapsed,
+        "faces": stats.faces,
+        "no_face": stats.no_face,
+        "recall": 1 - stats.no_face / len(paths),
+        "stage_share": {k: v / total for k, v in stats.seconds.items()},
+        "stage_ms_per_image": {k: 1000 * v / len(paths) for k, v in stats.seconds.items()},
+    }
+
+
+def bench_crops(repeats: int, workers: int) -> dict:
+    from facesort.images import iter_image_files, read_image
+
+    paths = list(iter_image_files([DATA / "gender" / "Validation"]))
+
+    def decode_only():
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(read_image, paths, chunksize=32):
+                pass
+
+    floor = median_rate(decode_only, len(paths), repeats)
+    runs = sorted(run_pipeline(paths, "none", workers, 256)[0] for _ in range(repeats))
+    rate = len(paths) / runs[len(runs) // 2]
+    return {"images": len(paths), "images_per_s": rate, "read_decode_only_per_s": floor, "ratio": rate / floor}
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "facesort", *args]
+
+
+def peak_memory(n_files: int) -> dict:
+    """Peak RSS of `facesort classify` over n_files photos (file list given on the command line via @)."""
+    folders = [DATA / "gender" / "Training", DATA / "gender" / "Validation", DATA / "fourclass_dev", DATA / "wild_dev"]
+    from facesort.images import iter_image_files
+
+    files = []
+    while len(files) < n_files:
+        files += [str(p) for p in iter_image_files(folders)][: n_files - len(files)]
+    listing = Path("/tmp/facesort-bench-files.txt")
+    listing.write_text("\n".join(files))
+    code = (
+        "import sys, resource; from facesort.cli import main; "
+        f"paths = open('{listing}').read().split('\\n'); "
+        "sys.argv = ['facesort', 'classify', '--detector', 'none', '--out', '/dev/null', '-q', *paths]; "
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return {"files": n_files, "peak_rss_mb": int(proc.stdout.split()[-1]) / 1024, "seconds": time.perf_counter() - t}
+
+
+def startup(repeats: int) -> dict:
+    photo = sorted((ROOT / "examples").glob("*.jpg"))[0]
+
+    def timed(cmd):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, check=True)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    return {"help_s": timed(cli("--help")), "classify_one_photo_s": timed(cli("classify", str(photo), "-q"))}
+
+
+def write_markdown(results: dict, path: Path) -> None:
+    r = results
+    lines = [
+        "# facesort benchmarks",
+        "",
+        f"Machine: {r['machine']}  ",
+        f"Command: `{r['command']}`  ",
+        f"Date: {r['date']}; model: {r['model']}; each figure the median of {r['repeats']} runs.",
+        "",
+        "## Model only (faces per second, real face crops)",
+        "",
+        "| batch | ONNX Runtime CPU | Keras `model.predict` | ratio |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    ort, keras = r["model_only"]["onnxruntime_cpu"], r["model_only"]["keras_predict"]
+    for b, v in ort.items():
+        k = keras.get(b) if isinstance(keras, dict) else None
+        lines.append(f"| {b} | {v:,.0f} | {f'{k:,.0f}' if k else '-'} | {f'{v / k:.0f}x' if k else '-'} |")
+    if "skipped" in keras:
+        lines.append(f"\nKeras skipped: {keras['skipped']}")
+    lines += [
+        "",
+        "## Whole photos end to end (Haar detection)",
+        "",
+        "| set | images | images/s | recall (photos with a face) | read | decode | detect | crop | infer | write |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, v in r["photos"].items():
+        ms = v["stage_ms_per_image"]
+        lines.append(
+            f"| {name} | {v['images']} | {v['images_per_s']:.1f} | {v['recall']:.1%} | "
+            + " | ".join(f"{ms[k]:.2f} ms" for k in ("read", "decode", "detect", "crop", "infer", "write"))
+            + " |"
+        )
+    lines.append("\nStage times are per image, summed over threads (decode, detect and crop run in parallel).")
+    c = r["crops"]
+    lines += [
+        "",
+        "## Face crops end to end (`--detector none`, gender/Validation)",
+        "",
+        f"{c['images']} crops: **{c['images_per_s']:.0f} images/s** end to end, against "
+        f"{c['read_decode_only_per_s']:.0f}/s merely reading and decoding them with OpenCV on the same "
+        f"{r['workers']} threads: **{c['ratio']:.0%}** of the floor.",
+    ]
+    lines += ["", "## Memory and start-up", "", "| measure | value |", "| --- | ---: |"]
+    for mem in r["memory"]:
+        lines.append(f"| peak RSS, classify {mem['files']:,} files | {mem['peak_rss_mb']:.0f} MB |")
+    s = r["startup"]
+    lines.append(f"| `facesort --help` | {s['help_s']:.2f} s |")
+    lines.append(f"| `facesort classify` one photo, model load included | {s['classify_one_photo_s']:.2f} s |")
+    lines.append("")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"benchmarks need {DATA}")
+    from facesort.model import load_card
+
+    results = {
+        "machine": machine(),
+        "command": "python -m bench " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "model": load_card().get("created", "?"),
+        "repeats": args.repeats,
+        "workers": args.workers,
+    }
+    print("model only...", flush=True)
+    results["model_only"] = bench_model(args.repeats)
+    print("whole photos...", flush=True)
+    results["photos"] = {
+        name: bench_photos(DATA / name, args.repeats, args.workers) for name in ("wild_dev", "fourclass_dev")
+    }
+    print("crops...", flush=True)
+    results["crops"] = bench_crops(args.repeats, args.workers)
+    print("memory...", flush=True)
+    results["memory"] = [] if args.skip_memory else [peak_memory(3_000), peak_memory(30_000)]
+    print("start-up...", flush=True)
+    results["startup"] = startup(5)
+    args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    write_markdown(results, args.out)
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Accuracy against labelled photos: one definition of each metric, for `facesort evaluate` and the model card.
+
+A labelled folder holds HappyMale/, HappyFemale/, SadMale/ and SadFemale/ (what `sort` writes). Each photo
+is classified through the normal path; its prediction is the class of its largest face, or NoFace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from facesort.images import iter_image_files
+from facesort.model import CLASSES
+from facesort.pipeline import classify_paths, group_by_image, image_label
+
+NO_FACE = "NoFace"
+PREDICTED = (*CLASSES, NO_FACE)
+
+
+def labelled_files(folder: str | Path) -> list[tuple[Path, str]]:
+    """(path, true class) for every image under folder/<class>/."""
+    folder = Path(folder)
+    found = [(p, c) for c in CLASSES if (folder / c).is_dir() for p in iter_image_files([folder / c])]
+    if not found:
+        raise ValueError(f"{folder} has no images in {', '.join(CLASSES)} folders")
+    return found
+
+
+def predict_folder(folder, classifier, detector, batch_size: int = 64, workers: int = 2, stats=None):
+    """(true labels, predicted labels) for a labelled folder, predictions NoFace where no face was found."""
+    files = labelled_files(folder)
+    truth = {str(p): c for p, c in files}
+    y_true, y_pred = [], []
+    for rows in group_by_image(classify_paths([p for p, _ in files], classifier, detector, batch_size, workers,
+                                              stats=stats)):
+        y_true.append(truth[rows[0].path])
+        y_pred.append(image_label(rows) or NO_FACE)
+    return y_true, y_pred
+
+
+def metrics(y_true: Iterable[str], y_pred: Iterable[str]) -> dict:
+    """Accuracy, per-class precision/recall/F1, confusion matrix, and emotion and gender separately.
+
+    A photo with no face found counts as wrong everywhere (it got no class)."""
+    y_true, y_pred = list(y_true), list(y_pred)
+    n = len(y_true)
+    t = np.array(y_true)
+    p = np.array(y_pred)
+    confusion = [[int(((t == a) & (p == b)).sum()) for b in PREDICTED] for a in CLASSES]
+    per_class = {}
+    for c in CLASSES:
+        tp = int(((t == c) & (p == c)).sum())
+        precision = tp / max(1, int((p == c).sum()))
+        recall = tp / max(1, int((t == c).sum()))
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[c] = {"precision": precision, "recall": recall, "f1": f1, "support": int((t == c).sum())}
+
+    def emotion(x):
+        return np.array([c[:3] if c != NO_FACE else "" for c in x])  # "Hap" / "Sad"
+
+    def gender(x):
+        return np.array([("Female" if c.endswith("Female") else "Male") if c != NO_FACE else "" for c in x])
+
+    et, ep, gt, gp = emotion(t), emotion(p), gender(t), gender(p)
+    women, men = gt == "Female", gt == "Male"
+    return {
+        "images": n,
+        "accuracy": float((t == p).mean()) if n else 0.0,
+        "emotion_accuracy": float((et == ep).mean()) if n else 0.0,
+        "gender_accuracy": float((gt == gp).mean()) if n else 0.0,
+        "emotion_accuracy_women": float((et[women] == ep[women]).mean()) if women.any() else None,
+        "emotion_accuracy_men": float((et[men] == ep[men]).mean()) if men.any() else None,
+        "no_face": int((p == NO_FACE).sum()),
+        "per_class": per_class,
+        "confusion": {"rows (true)": list(CLASSES), "columns (predicted)": list(PREDICTED), "counts": confusion},
+    }
