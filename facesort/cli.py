@@ -45,7 +45,7 @@ class Multi(str, Enum):
 def _err_console():
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -68,6 +68,7 @@ ModelOpt = Annotated[
 MaxPixels = Annotated[int, typer.Option(min=1, help="Refuse images larger than this (decompression bombs).")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show ONNX Runtime's own log.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write an HTML page of the faces here.")]
 
 
 def _default_workers() -> int:
@@ -200,15 +201,19 @@ def classify(
     max_pixels: MaxPixels = 50_000_000,
     verbose: Verbose = False,
     quiet: Quiet = False,
+    html_out: HtmlOpt = None,
 ) -> None:
     """Classify every face and write a report: one row per face (CSV or JSON Lines)."""
-    from facesort.report import ReportWriter
+    from facesort.report import ReportWriter, result_row
 
     run = _Run(paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
     stream, close = _open_output(out)
     writer = ReportWriter(stream, fmt.value)
+    kept = [] if html_out else None
     try:
         for row in run.results():
+            if kept is not None:
+                kept.append(result_row(row))
             try:
                 writer.write(row)
             except BrokenPipeError:
@@ -221,6 +226,19 @@ def classify(
         if close:
             stream.close()
     run.summary()
+    if html_out:
+        _write_html(kept, html_out, None if quiet else run.console)
+
+
+def _write_html(rows: list[dict], path: Path, console=None) -> None:
+    from facesort.html import build_page
+
+    try:
+        shown = build_page(rows, path)
+    except OSError as e:
+        fail(f"cannot write {path}: {e.strerror or e}")
+    if console is not None:
+        console.print(f"wrote {path}: {shown['faces']} faces", highlight=False)
 
 
 @app.command("sort")
@@ -244,6 +262,7 @@ def sort_cmd(
     max_pixels: MaxPixels = 50_000_000,
     verbose: Verbose = False,
     quiet: Quiet = False,
+    html_out: HtmlOpt = None,
 ) -> None:
     """Copy (or move, link) photos into INTO/{HappyMale,HappyFemale,SadMale,SadFemale,NoFace}."""
     from facesort.pipeline import group_by_image
@@ -271,10 +290,14 @@ def sort_cmd(
         report = None if dry_run else SortReport(into)
     except OSError as e:
         fail(f"cannot write to {into}: {e.strerror or e}")
+    from facesort.report import result_row
     from facesort.sorter import Placement
 
     counts: dict[str, int] = {}
+    kept = [] if html_out else None
     for rows in group_by_image(run.results()):
+        if kept is not None:
+            kept += [result_row(r) for r in rows]
         source = rows[0].path
         labels = destinations(rows, multi.value)
         placements = [sorter.place(source, label) for label in labels] or [
@@ -291,6 +314,27 @@ def sort_cmd(
     run.summary("facesort sort")
     if not quiet:
         run.console.print(", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to sort")
+    if html_out:
+        _write_html(kept, html_out, None if quiet else run.console)
+
+
+@app.command()
+def report(
+    csv_file: Annotated[Path, typer.Argument(help="A report written by facesort classify (CSV).")],
+    html_out: Annotated[Path, typer.Option("--html", help="The HTML page to write.")],
+) -> None:
+    """Turn a CSV report into one HTML page: faces by class, least confident first, no-face and error files."""
+    import csv
+
+    try:
+        with open(csv_file, newline="", encoding="utf-8", errors="surrogateescape") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        fail(f"cannot read {csv_file}: {e.strerror or e}", 2)
+    missing = {"path", "status", "label", "x", "y", "w", "h", "confidence"} - set(rows[0] if rows else {})
+    if missing:
+        fail(f"{csv_file} is not a facesort report (no column {', '.join(sorted(missing))})", 2)
+    _write_html(rows, html_out, _err_console())
 
 
 @app.command()
@@ -392,6 +436,9 @@ def train(
     transfer_epochs: Annotated[int, typer.Option(min=1)] = 15,
     max_gender_images: Annotated[int, typer.Option(min=0, help="Use at most this many gender images (0: all).")] = 0,
     seed: int = 0,
+    evaluate_dir: Annotated[
+        Path | None, typer.Option("--evaluate", help="Labelled four-class folder to measure, for the card only.")
+    ] = None,
 ) -> None:
     """Train the four-class model on your two datasets and write MODEL_DIR (ONNX + model card)."""
     try:
@@ -410,6 +457,7 @@ def train(
         transfer_epochs=transfer_epochs,
         max_gender_images=max_gender_images,
         seed=seed,
+        evaluate=str(evaluate_dir) if evaluate_dir else None,
     )
     from training.cli_progress import TrainingProgress
 

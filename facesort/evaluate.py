@@ -33,8 +33,9 @@ def predict_folder(folder, classifier, detector, batch_size: int = 64, workers: 
     files = labelled_files(folder)
     truth = {str(p): c for p, c in files}
     y_true, y_pred = [], []
-    for rows in group_by_image(classify_paths([p for p, _ in files], classifier, detector, batch_size, workers,
-                                              stats=stats)):
+    for rows in group_by_image(
+        classify_paths([p for p, _ in files], classifier, detector, batch_size, workers, stats=stats)
+    ):
         y_true.append(truth[rows[0].path])
         y_pred.append(image_label(rows) or NO_FACE)
     return y_true, y_pred

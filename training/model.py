@@ -34,7 +34,7 @@ def _block(x, filters: int, name: str, stride: int = 1):
 
 
 def build_backbone(size: int = 64, width: float = 1.0) -> keras.Model:
-    """uint8 (N, size, size, 3) RGB -> pooled feature vector."""
+    """uint8 (N, size, size, 3) RGB -> (N, size/16, size/16, C) feature map."""
     c = lambda n: max(8, int(n * width))  # noqa: E731
     inputs = keras.Input((size, size, 3), dtype="uint8", name="image")
     x = Standardize(name="standardise")(inputs)
@@ -45,32 +45,34 @@ def build_backbone(size: int = 64, width: float = 1.0) -> keras.Model:
     x = _block(x, c(64), "b2", stride=2)  # 16x16
     x = _block(x, c(64), "b3")
     x = _block(x, c(128), "b4", stride=2)  # 8x8
-    x = _block(x, c(128), "b5")
-    x = _block(x, c(256), "b6", stride=2)  # 4x4
-    x = _block(x, c(256), "b7")
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = _block(x, c(160), "b5")
+    x = _block(x, c(320), "b6", stride=2)  # 4x4: wide layers are cheap at this size
+    x = _block(x, c(384), "b7")
     return keras.Model(inputs, x, name="backbone")
+
+
+def _emotion_head(features, dropout: float):
+    # Emotion is read from the lower half of the face (the mouth): the rest of the face says more about
+    # who someone is than how they feel, and that is a shortcut the small happy/sad set invites.
+    rows = features.shape[1]
+    lower = layers.Cropping2D(((rows // 2, 0), (0, 0)), name="mouth_rows")(features)
+    x = layers.GlobalAveragePooling2D(name="mouth_pool")(lower)
+    x = layers.Dropout(dropout, name="emotion_dropout")(x)
+    return layers.Dense(1, activation="sigmoid", name="emotion")(x)
 
 
 def build_emotion_model(size: int = 64, width: float = 1.0, dropout: float = 0.3) -> keras.Model:
     """Stage 1: backbone + emotion head (sigmoid p_happy)."""
     backbone = build_backbone(size, width)
-    x = layers.Dropout(dropout, name="emotion_dropout")(backbone.output)
-    p_happy = layers.Dense(1, activation="sigmoid", name="emotion")(x)
-    return keras.Model(backbone.input, p_happy, name="emotion_model")
+    return keras.Model(backbone.input, _emotion_head(backbone.output, dropout), name="emotion_model")
 
 
 def build_unified_model(emotion_model: keras.Model, dropout: float = 0.3) -> keras.Model:
-    """Stage 2: the emotion model's backbone and head, plus a new gender head on the same features."""
-    backbone = emotion_model.get_layer("backbone") if _has(emotion_model, "backbone") else None
-    features = backbone.output if backbone is not None else emotion_model.get_layer("pool").output
-    emotion_dropout = emotion_model.get_layer("emotion_dropout")
-    emotion_head = emotion_model.get_layer("emotion")
-    p_happy = emotion_head(emotion_dropout(features))
-    g = layers.Dropout(dropout, name="gender_dropout")(features)
+    """Stage 2: the emotion model (backbone and head, weights kept) plus a new gender head on the same
+    backbone features."""
+    features = emotion_model.get_layer("mouth_rows").input
+    p_happy = emotion_model.output
+    g = layers.GlobalAveragePooling2D(name="pool")(features)
+    g = layers.Dropout(dropout, name="gender_dropout")(g)
     p_male = layers.Dense(1, activation="sigmoid", name="gender")(g)
     return keras.Model(emotion_model.input, {"emotion": p_happy, "gender": p_male}, name="facesort")
-
-
-def _has(model: keras.Model, name: str) -> bool:
-    return any(layer.name == name for layer in model.layers)

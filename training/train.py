@@ -42,9 +42,28 @@ class TrainConfig:
     confidence: float = 0.8  # self-training uses predictions at least this far from 0.5 (x2)
     learning_rate: float = 2e-3
     max_gender_images: int = 0  # 0 = all; for quick runs and tests
+    evaluate: str | None = None  # labelled four-class folder, measured for the card only (never for selection)
     seed: int = 0
     workers: int = 2
     cache: str = str(Path.home() / ".cache" / "facesort" / "crops")
+
+
+def import_tensorflow():
+    """(tensorflow, keras), imported with TensorFlow's start-up chatter kept off the user's terminal: it
+    is printed from C++ before logging is set up, so only silencing the stderr descriptor stops it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras
+            import tensorflow as tf
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    tf.get_logger().setLevel("ERROR")
+    tf.autograph.set_verbosity(0)
+    return tf, keras
 
 
 def _augment_fn(tf, size: int):
@@ -113,9 +132,7 @@ def _accuracy(p: np.ndarray, y: np.ndarray) -> float:
 
 def train(cfg: TrainConfig, report=print) -> dict:
     """Train, export and write the model card. Returns the card."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
+    tf, keras = import_tensorflow()
 
     from training.export import export_onnx
     from training.model import build_emotion_model, build_unified_model
@@ -189,29 +206,42 @@ def train(cfg: TrainConfig, report=print) -> dict:
 
     ramp = tf.Variable(0.0, trainable=False)  # 0 -> cfg.self_training over the stage
 
+    def balanced_bce(target, pred, group, mask=None):
+        """BCE with every (gender, emotion) cell weighing the same, so that in what the emotion head
+        learns, gender says nothing about emotion (CelebA's women smile more often than its men)."""
+        cell = group * 2 + tf.cast(target >= 0.5, tf.int32)
+        mask = tf.ones_like(target) if mask is None else mask
+        counts = tf.math.unsorted_segment_sum(mask, cell, 4)
+        present = tf.reduce_sum(tf.cast(counts > 0, tf.float32))
+        weight = mask * tf.gather(1.0 / tf.maximum(counts, 1.0), cell) / tf.maximum(present, 1.0)
+        return tf.reduce_sum(weight * bce(target[:, None], pred[:, None]))
+
     @tf.function
     def step_transfer(xg, yg, sg, xh, yh):
         x = augment(tf.concat([xg, xh], axis=0))
         # The clean view's confident emotion predictions become targets for the augmented view
         # (FixMatch-style self-training), so the 24k unlabelled gender faces teach emotion too.
-        weak = tf.reshape(unified(xg, training=False)["emotion"], (-1, 1))
+        weak = tf.reshape(unified(xg, training=False)["emotion"], (-1,))
         confident = tf.cast(tf.abs(weak - 0.5) * 2.0 >= cfg.confidence, tf.float32)
         pseudo = tf.cast(weak >= 0.5, tf.float32)
+        g_true = tf.cast(yg, tf.int32)
         with tf.GradientTape() as tape:
             out_ = unified(x, training=True)
-            pe = tf.reshape(out_["emotion"], (-1, 1))
-            pg = tf.reshape(out_["gender"], (-1, 1))
+            pe = tf.reshape(out_["emotion"], (-1,))
+            pg = tf.reshape(out_["gender"], (-1,))
             # Masked per-task losses: gender only where the label exists (gender images); emotion
-            # towards stage 1 and self-training on gender images, towards the truth on happy images.
-            l_gender = tf.reduce_mean(bce(yg[:, None], pg[:n_g]))
-            l_distill = tf.reduce_mean(bce(sg[:, None], pe[:n_g]))
-            l_self = tf.reduce_sum(confident[:, 0] * bce(pseudo, pe[:n_g])) / n_g
-            l_happy = tf.reduce_mean(bce(yh[:, None], pe[n_g:]))
+            # towards stage 1 and self-training on gender images, towards the truth on happy images
+            # (whose gender is the gender head's own guess).
+            l_gender = tf.reduce_mean(bce(yg[:, None], pg[:n_g, None]))
+            l_distill = balanced_bce(sg, pe[:n_g], g_true)
+            l_self = balanced_bce(pseudo, pe[:n_g], g_true, confident)
+            g_happy = tf.cast(tf.stop_gradient(pg[n_g:]) >= 0.5, tf.int32)
+            l_happy = balanced_bce(yh, pe[n_g:], g_happy)
             l_emotion_g = (1.0 - ramp) * l_distill + ramp * l_self
             loss = l_gender + cfg.distill_weight * l_emotion_g + cfg.happy_weight * l_happy
         grads = tape.gradient(loss, unified.trainable_variables)
         opt2.apply_gradients(zip(grads, unified.trainable_variables))
-        acc_g = tf.reduce_mean(tf.cast(tf.equal(tf.cast(pg[:n_g, 0] >= 0.5, tf.float32), yg), tf.float32))
+        acc_g = tf.reduce_mean(tf.cast(tf.equal(tf.cast(pg[:n_g] >= 0.5, tf.float32), yg), tf.float32))
         return l_gender, l_emotion_g, l_happy, acc_g
 
     def feed():
@@ -230,7 +260,13 @@ def train(cfg: TrainConfig, report=print) -> dict:
         lg, ld, lh, ag = sums / steps_per_epoch
         val = _accuracy(_predict(unified, np.asarray(vx))["gender"], vy)
         history["transfer"].append(
-            {"gender_loss": lg, "distill_loss": ld, "happy_loss": lh, "gender_acc": ag, "gender_val_acc": val}
+            {
+                "gender_loss": lg,
+                "emotion_loss_gender_set": ld,
+                "happy_loss": lh,
+                "gender_acc": ag,
+                "gender_val_acc": val,
+            }
         )
         report("epoch", f"transfer {epoch + 1}/{cfg.transfer_epochs}", loss=lg + ld + lh, acc=ag, val=val)
 
@@ -241,10 +277,36 @@ def train(cfg: TrainConfig, report=print) -> dict:
     train_seconds = time.time() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    from training.card import binary_confusion, write_markdown
+
     metrics = {"emotion": {}, "gender": {}}
+    confusions = {}
     for k, x in test_crops.items():
-        metrics["emotion"][k] = _accuracy(_predict(unified, x)["emotion"], tests[k].y)
-    metrics["gender"]["validation"] = _accuracy(_predict(unified, np.asarray(vx))["gender"], vy)
+        p = _predict(unified, x)["emotion"]
+        metrics["emotion"][k] = _accuracy(p, tests[k].y)
+        confusions[f"emotion, {k}"] = binary_confusion(tests[k].y, p, ("sad", "happy"))
+    p = _predict(unified, np.asarray(vx))["gender"]
+    metrics["gender"]["validation"] = _accuracy(p, vy)
+    confusions["gender, validation"] = binary_confusion(vy, p, ("female", "male"))
+    fourclass = None
+    if cfg.evaluate:
+        # Measured through facesort's own path (ONNX model, face detection), with its definitions.
+        report("stage", f"measuring on {cfg.evaluate} (reporting only)")
+        from facesort.detect import HaarDetector
+        from facesort.evaluate import metrics as four_metrics
+        from facesort.evaluate import predict_folder
+        from facesort.model import Classifier
+
+        (out / CARD_FILE).write_text(
+            json.dumps({"classes": list(CLASSES), "input": {"size": size}, "crop": {"scale": CROP_SCALE}})
+        )
+        y_true, y_pred = predict_folder(cfg.evaluate, Classifier(out, device="cpu"), HaarDetector())
+        fourclass = four_metrics(y_true, y_pred) | {"folder": str(cfg.evaluate)}
+        metrics["four-class"] = {Path(cfg.evaluate).name: fourclass["accuracy"]}
+        metrics["emotion"][f"{Path(cfg.evaluate).name} (women)"] = fourclass["emotion_accuracy_women"]
+        metrics["emotion"][f"{Path(cfg.evaluate).name} (men)"] = fourclass["emotion_accuracy_men"]
+        metrics["gender"][Path(cfg.evaluate).name] = fourclass["gender_accuracy"]
+        confusions[f"four classes, {Path(cfg.evaluate).name}"] = fourclass
 
     import keras as _k
     import onnx
@@ -312,8 +374,10 @@ def train(cfg: TrainConfig, report=print) -> dict:
             "python": platform.python_version(),
         },
         "onnx_bytes": onnx_path.stat().st_size,
+        "fourclass": fourclass,
     }
     (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    write_markdown(card, out, confusions)
     unified.save(out / "keras_model.keras")
     return card
 

@@ -1,0 +1,93 @@
+"""The HTML report: built from a real run, checked in a real browser when one is installed."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT, run_cli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def report(photos: Path, tmp_path: Path):
+    (photos / "notes.jpg").write_text("not a photo")
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(photos / "wall.png"), np.full((100, 140, 3), 190, np.uint8))
+    page = tmp_path / "out" / "report.html"
+    page.parent.mkdir()
+    proc = run_cli("classify", photos, "--out", tmp_path / "report.csv", "--html", page)
+    assert proc.returncode == 0, proc.stderr
+    return tmp_path / "report.csv", page
+
+
+def embedded_data(page: Path) -> dict:
+    text = page.read_text()
+    match = re.search(r'<script id="data" type="application/json">(.*?)</script>', text, re.S)
+    return json.loads(match.group(1).replace("<\\/", "</"))
+
+
+def test_page_is_self_contained_and_matches_the_csv(report):
+    csv_path, page = report
+    df = pd.read_csv(csv_path, keep_default_na=False)
+    data = embedded_data(page)
+    faces = df[df.status == "ok"]
+    assert len(data["faces"]) == len(faces)
+    assert all(f["t"] for f in data["faces"])  # every face has its thumbnail
+    assert [d["conf"] for d in data["faces"]] and not re.search(r'(src|href)="https?:', page.read_text())
+    assert [p for p in data["noFace"]] == ["../photos/wall.png"]  # relative to the page
+    assert data["errors"][0][0].endswith("notes.jpg") and "not an image" in data["errors"][0][1]
+    # The same page from the CSV alone.
+    again = page.with_name("again.html")
+    assert run_cli("report", csv_path, "--html", again).returncode == 0
+    assert embedded_data(again)["faces"] == data["faces"]
+
+
+def test_report_rejects_a_csv_that_is_not_a_facesort_report(tmp_path):
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    proc = run_cli("report", tmp_path / "x.csv", "--html", tmp_path / "x.html")
+    assert proc.returncode == 2 and "not a facesort report" in proc.stderr
+
+
+def test_sort_writes_the_page_too(photos, tmp_path):
+    page = tmp_path / "sorted.html"
+    assert run_cli("sort", photos, "--into", tmp_path / "S", "--html", page).returncode == 0
+    assert len(embedded_data(page)["faces"]) >= 12
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian package chromium)")
+def test_page_renders_in_a_real_browser(report, tmp_path):
+    csv_path, page = report
+    df = pd.read_csv(csv_path, keep_default_na=False)
+    profile = tmp_path / "profile"
+    common = [CHROMIUM, *BROWSER_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    faces = df[df.status == "ok"]
+    assert f'data-cards="{len(faces)}"' in dom
+    assert f'data-thumbs-loaded="{len(faces)}"' in dom  # every thumbnail decoded in the browser
+    for label, n in faces.label.value_counts().items():
+        assert f'data-class="{label}">{n}<' in dom
+    shot = ROOT / "tests" / "artifacts" / "report.png"
+    shot.parent.mkdir(exist_ok=True)
+    subprocess.run(
+        [*common, f"--screenshot={shot}", "--window-size=1200,900", page.as_uri()], capture_output=True, timeout=120
+    )
+    assert shot.is_file() and shot.stat().st_size > 10_000

@@ -1,0 +1,165 @@
+"""Training: the dataset readers on good and bad input, Keras-vs-ONNX parity, and a short real run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from conftest import SHARED, example_photos, needs_shared, run_cli
+
+pytest.importorskip("tensorflow", reason="the train extra is not installed")
+
+from training.data import DataError, gender_crop_cache, gender_files, happy_crops, load_happy  # noqa: E402
+
+
+def write_h5(path: Path, prefix: str = "train_set", n: int = 6, **overrides) -> Path:
+    data = {
+        f"{prefix}_x": np.random.default_rng(0).integers(0, 255, (n, 64, 64, 3), np.uint8),
+        f"{prefix}_y": np.arange(n) % 2,
+        "list_classes": np.array([0, 1]),
+    }
+    data.update(overrides)
+    with h5py.File(path, "w") as f:
+        for k, v in data.items():
+            if v is not None:
+                f[k] = v
+    return path
+
+
+def test_happy_reader_takes_train_and_test_layouts(tmp_path):
+    s = load_happy([write_h5(tmp_path / "a.h5"), write_h5(tmp_path / "b.h5", "test_set", n=4)])
+    assert s.x.shape == (10, 64, 64, 3) and s.x.dtype == np.uint8 and s.y.tolist() == [0, 1] * 5
+    crops, _ = happy_crops(s.x)
+    assert crops.shape == (10, 64, 64, 3)
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: p, "no such file"),
+        (lambda p: (p.write_text("not hdf5"), p)[1], "not a readable HDF5"),
+        (lambda p: write_h5(p, train_set_y=None), "expected datasets train_set_x/train_set_y"),
+        (lambda p: write_h5(p, train_set_y=np.array([0, 1])), "has 6 images but"),
+        (lambda p: write_h5(p, train_set_y=np.array([0, 1, 2, 0, 1, 2])), "0 \\(sad\\) and 1 \\(happy\\)"),
+        (lambda p: write_h5(p, train_set_x=np.zeros((6, 64, 64), np.float32)), "must be uint8"),
+    ],
+    ids=["missing", "not-hdf5", "wrong-keys", "count-mismatch", "bad-labels", "bad-shape"],
+)
+def test_happy_reader_rejects_malformed_files_with_one_sentence(tmp_path, make, message):
+    path = make(tmp_path / "h.h5")
+    with pytest.raises(DataError, match=message):
+        load_happy([path])
+
+
+def make_gender_folder(root: Path, layout: str) -> Path:
+    photos = example_photos()
+    classes = ("female", "male")
+    subsets = [root / "Training", root / "Validation"] if layout == "split" else [root]
+    for sub in subsets:
+        for i, c in enumerate(classes):
+            (sub / c).mkdir(parents=True)
+            for j, p in enumerate(photos[i * 4 : i * 4 + 4]):
+                shutil.copy2(p, sub / c / f"{j}.jpg")
+    return root
+
+
+def test_gender_reader_takes_both_layouts(tmp_path):
+    train, val = gender_files(make_gender_folder(tmp_path / "split", "split"))
+    assert len(train) == 8 and len(val) == 8 and {lab for _, lab in train} == {0, 1}
+    train, val = gender_files(make_gender_folder(tmp_path / "flat", "flat"), val_fraction=0.25)
+    assert len(train) == 6 and len(val) == 2
+    assert not {p for p, _ in train} & {p for p, _ in val}
+
+
+def test_gender_reader_rejects_bad_folders(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        gender_files(tmp_path / "nope")
+    (tmp_path / "g" / "female").mkdir(parents=True)
+    with pytest.raises(DataError, match="no male/ folder"):
+        gender_files(tmp_path / "g")
+    (tmp_path / "g" / "male").mkdir()
+    with pytest.raises(DataError, match="empty"):
+        gender_files(tmp_path / "g")
+
+
+def test_unreadable_gender_images_are_skipped_and_counted(tmp_path):
+    root = make_gender_folder(tmp_path / "g", "flat")
+    (root / "male" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    files = [(str(p), 1) for p in (root / "male").iterdir()]
+    crops, labels, stats = gender_crop_cache(files, tmp_path / "cache")
+    assert stats["unreadable"] == 1 and len(crops) == len(files) - 1 == len(labels)
+    assert crops.shape[1:] == (64, 64, 3)
+
+
+def test_train_with_bad_arguments_exits_2_with_one_sentence(tmp_path):
+    proc = run_cli("train", "--happy", tmp_path / "missing.h5", "--gender", tmp_path, "--out", tmp_path / "m")
+    assert proc.returncode == 2 and "missing.h5: no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def shipped_keras_model():
+    from training.train import import_tensorflow
+
+    _, keras = import_tensorflow()
+    import training.model  # noqa: F401 - registers the custom layer
+    from facesort.model import DEFAULT_MODEL_DIR
+
+    return keras.models.load_model(DEFAULT_MODEL_DIR / "keras_model.keras")
+
+
+@needs_shared
+@pytest.mark.parametrize("batch", [1, 37])
+def test_keras_and_onnx_agree_on_real_faces(batch):
+    from facesort.crop import crop_face, whole_image_box
+    from facesort.images import read_image
+    from facesort.model import Classifier
+
+    files = sorted((SHARED / "gender" / "Validation" / "male").iterdir())[:batch]
+    crops = np.stack([crop_face(img, whole_image_box(img))[..., ::-1] for img in map(read_image, files)])
+    keras_out = shipped_keras_model()(crops, training=False)
+    onnx_out = Classifier(device="cpu").predict(crops)
+    assert np.abs(np.asarray(keras_out["emotion"]).ravel() - onnx_out.p_happy).max() <= 1e-4
+    assert np.abs(np.asarray(keras_out["gender"]).ravel() - onnx_out.p_male).max() <= 1e-4
+
+
+@needs_shared
+def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
+    happy = SHARED / "happy" / "celeba_smile_train.h5"
+    with h5py.File(happy) as f:  # a few dozen real images, in the user's layout
+        small = write_h5(
+            tmp_path / "small.h5", n=48, train_set_x=f["train_set_x"][:48], train_set_y=f["train_set_y"][:48]
+        )
+    out = tmp_path / "model"
+    proc = run_cli(
+        "train",
+        "--happy",
+        small,
+        "--happy-test",
+        SHARED / "happy" / "test_happy.h5",
+        "--gender",
+        SHARED / "gender",
+        "--out",
+        out,
+        "--emotion-epochs",
+        "2",
+        "--transfer-epochs",
+        "1",
+        "--max-gender-images",
+        "96",
+        timeout=600,
+        env={**__import__("os").environ, "HOME": str(tmp_path)},  # crop cache under the test's home
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    card = json.loads((out / "model.json").read_text())
+    assert card["classes"] == ["HappyMale", "HappyFemale", "SadMale", "SadFemale"]
+    assert card["crop"]["scale"] > 0 and card["input"]["size"] == 64
+    assert set(card["data"]["happy"]) == {str(small), str(SHARED / "happy" / "test_happy.h5")}
+    assert (out / "MODEL_CARD.md").is_file() and (out / "curves.png").is_file()
+    assert "model figures" in proc.stderr  # the closing table
+    result = run_cli("classify", example_photos()[0], "--model", out)
+    assert result.returncode == 0
+    rows = result.stdout.splitlines()
+    assert len(rows) >= 2 and ",ok," in rows[1]

@@ -1,0 +1,102 @@
+"""The model card's human half: MODEL_CARD.md with confusion matrices and training curves as PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facesort.plots import confusion_png
+
+
+def binary_confusion(y_true: np.ndarray, p: np.ndarray, names: tuple[str, str]) -> dict:
+    """The evaluate-style figures dict for a two-class task (names for label 0, 1)."""
+    pred = (p >= 0.5).astype(int)
+    counts = [[int(((y_true == a) & (pred == b)).sum()) for b in (0, 1)] for a in (0, 1)]
+    return {
+        "images": len(y_true),
+        "accuracy": float((pred == y_true).mean()),
+        "confusion": {"rows (true)": list(names), "columns (predicted)": list(names), "counts": counts},
+    }
+
+
+def curves_png(history: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].plot(history["emotion_loss"], label="loss")
+    axes[0].plot(history["emotion_acc"], label="train accuracy (augmented)")
+    axes[0].set_title("stage 1: emotion on the happy/sad set")
+    axes[0].set_xlabel("epoch")
+    axes[0].legend()
+    t = history["transfer"]
+    for key in ("gender_loss", "emotion_loss_gender_set", "happy_loss", "gender_acc", "gender_val_acc"):
+        axes[1].plot([h[key] for h in t], label=key.replace("_", " "))
+    axes[1].set_title("stage 2: transfer (gender + emotion)")
+    axes[1].set_xlabel("epoch")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
+    """MODEL_CARD.md beside model.json; confusions maps a title to an evaluate-style figures dict."""
+    images = []
+    for i, (title, figures) in enumerate(confusions.items()):
+        name = f"confusion_{i}.png"
+        confusion_png(figures, out / name, title=f"{title}: accuracy {figures['accuracy']:.1%}")
+        images.append((title, name))
+    curves_png(card["training"]["history"], out / "curves.png")
+    m, t = card["metrics"], card["training"]
+    lines = [
+        f"# {card['name']}",
+        "",
+        f"Created {card['created']} by `{t['command']}`.",
+        "",
+        "## Contract (read by facesort at load time from model.json)",
+        "",
+        f"- input: `{card['input']['name']}`, uint8 RGB, (N, {card['input']['size']}, {card['input']['size']}, 3);"
+        f" {card['input']['normalisation']}",
+        f"- crop: {card['crop']['convention']}; scale {card['crop']['scale']}",
+        "- outputs: " + "; ".join(f"`{k}` {v}" for k, v in card["outputs"].items()),
+        f"- classes, in order: {', '.join(card['classes'])}",
+        f"- {card['architecture']['kind']}, {card['architecture']['parameters']:,} parameters, "
+        f"{card['onnx_bytes'] / 1e6:.2f} MB ONNX",
+        "",
+        "## Approach",
+        "",
+        t["approach"] + ".",
+        "",
+        "## Figures",
+        "",
+        "| task | data | accuracy |",
+        "| --- | --- | ---: |",
+    ]
+    for task, values in m.items():
+        for data, value in values.items():
+            if isinstance(value, float):
+                lines.append(f"| {task} | {data} | {value:.2%} |")
+    four = card.get("fourclass")
+    if four:
+        lines += [
+            "",
+            f"Four-class, through `facesort evaluate` (face detection included) on {four['folder']}: "
+            f"accuracy {four['accuracy']:.2%}, emotion {four['emotion_accuracy']:.2%} "
+            f"(women {four['emotion_accuracy_women']:.2%}, men {four['emotion_accuracy_men']:.2%}), "
+            f"gender {four['gender_accuracy']:.2%}, {four['no_face']} photos with no face found.",
+        ]
+    lines += [
+        "",
+        f"Training: {t['seconds'] / 60:.1f} minutes, peak memory {t['peak_memory_mb']:.0f} MB on {t['machine']}.",
+        "",
+        "## Confusion matrices",
+        "",
+    ]
+    for title, name in images:
+        lines += [f"### {title}", "", f"![{title}]({name})", ""]
+    lines += ["## Training curves", "", "![training curves](curves.png)", ""]
+    (out / "MODEL_CARD.md").write_text("\n".join(lines))
