@@ -58,7 +58,14 @@ Recursive = Annotated[bool, typer.Option("--recursive/--no-recursive", help="Wal
 DetectorOpt = Annotated[
     Detector, typer.Option(help="haar: find faces with OpenCV; none: each image is one face crop already.")
 ]
-MinFace = Annotated[int, typer.Option(min=8, help="Smallest face to find, in pixels of the photo.")]
+MinFace = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Smallest face to find, in pixels of the photo; 0 (default): from about 8% of its longer side. "
+        "Smaller values detect at higher resolution (slower on large photos).",
+    ),
+]
 DeviceOpt = Annotated[Device, typer.Option(help="auto: CUDA when ONNX Runtime really runs there, else CPU.")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Faces per ONNX Runtime call.")]
 Workers = Annotated[int, typer.Option(min=1, help="Threads decoding and detecting.")]
@@ -193,7 +200,7 @@ def classify(
     fmt: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.csv,
     recursive: Recursive = True,
     detector: DetectorOpt = Detector.haar,
-    min_face: MinFace = 24,
+    min_face: MinFace = 0,
     device: DeviceOpt = Device.auto,
     batch_size: BatchSize = 64,
     workers: Workers = _default_workers(),
@@ -254,7 +261,7 @@ def sort_cmd(
     ] = Multi.largest,
     recursive: Recursive = True,
     detector: DetectorOpt = Detector.haar,
-    min_face: MinFace = 24,
+    min_face: MinFace = 0,
     device: DeviceOpt = Device.auto,
     batch_size: BatchSize = 64,
     workers: Workers = _default_workers(),
@@ -343,7 +350,7 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,
     plots: Annotated[Path | None, typer.Option("--plots", help="Write the confusion matrix PNG here.")] = None,
     detector: DetectorOpt = Detector.haar,
-    min_face: MinFace = 24,
+    min_face: MinFace = 0,
     device: DeviceOpt = Device.auto,
     batch_size: BatchSize = 64,
     workers: Workers = _default_workers(),

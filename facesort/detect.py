@@ -24,13 +24,18 @@ PASSES = (
     ("haarcascade_frontalface_alt2.xml", 1.05, 2),
 )
 DETECT_SIDE = 256
-DEFAULT_MIN_FACE = 24
+HAAR_WINDOW = 20  # the cascades' smallest window, in detection pixels
+DEFAULT_MIN_FACE = 0  # 0: faces from HAAR_WINDOW / DETECT_SIDE (about 8%) of the photo's longer side
 SMALL_IMAGE = 128
 
 
 @dataclass
 class HaarDetector:
-    """Frontal faces by a cascade of Haar passes; largest face first."""
+    """Frontal faces by a cascade of Haar passes; largest face first.
+
+    Detection runs on a copy whose longer side is detect_side pixels, which finds faces from about 8% of
+    the photo's longer side; min_face (pixels of the photo) asks for smaller ones and detects at the
+    resolution they need (slower on large photos)."""
 
     min_face: int = DEFAULT_MIN_FACE
     detect_side: int = DETECT_SIDE
@@ -53,13 +58,14 @@ class HaarDetector:
         long_side = max(height, width)
         # Large images shrink to detect_side; tiny ones (64x64 datasets) double, as Haar needs room.
         shrink = min(1.0, self.detect_side / long_side) if long_side >= SMALL_IMAGE else 2.0
+        if self.min_face and shrink < 1.0:
+            shrink = min(1.0, max(shrink, HAAR_WINDOW / self.min_face))
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if shrink != 1.0:
             interpolation = cv2.INTER_AREA if shrink < 1.0 else cv2.INTER_LINEAR
             gray = cv2.resize(gray, None, fx=shrink, fy=shrink, interpolation=interpolation)
         gray = cv2.equalizeHist(gray)
-        # The smallest face searched for, in detection pixels; Haar windows start at 20.
-        min_side = max(20, int(round(self.min_face * shrink)))
+        min_side = max(HAAR_WINDOW, int(round(self.min_face * shrink)))
         found = ()
         for cascade, (_, scale_factor, min_neighbors) in zip(self._cascades(), self.passes):
             found = cascade.detectMultiScale(gray, scale_factor, min_neighbors, minSize=(min_side, min_side))

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facesort.crop import FaceBox, crop_face
-from facesort.images import DEFAULT_MAX_PIXELS, ImageError, decode_image, read_bytes
+from facesort.images import DEFAULT_MAX_PIXELS, ImageError, decode_scaled, read_bytes
 from facesort.model import CLASSES, Classifier
 
 OK, NO_FACE, ERROR = "ok", "no_face", "error"
+DECODE_KEEP_SIDE = 800
 
 
 @dataclass
@@ -66,13 +67,16 @@ def _prepare(path: str, detector, size: int, scale: float, max_pixels: int) -> _
     try:
         data = read_bytes(path)
         t1 = time.perf_counter()
-        image = decode_image(data, max_pixels)
+        # Large JPEGs decode reduced, still large enough that a face the detector can find keeps more
+        # pixels than the model's input; boxes are reported in the full photo's pixels.
+        image, factor = decode_scaled(data, max_pixels, keep_side=DECODE_KEEP_SIDE)
         t2 = time.perf_counter()
-        record.boxes = detector.detect(image)
+        boxes = detector.detect(image)
+        record.boxes = boxes if factor == 1 else [b.scaled(factor) for b in boxes]
         t3 = time.perf_counter()
-        if record.boxes:
+        if boxes:
             # Model input is RGB; OpenCV decodes BGR.
-            record.crops = np.stack([crop_face(image, b, size, scale) for b in record.boxes])[..., ::-1]
+            record.crops = np.stack([crop_face(image, b, size, scale) for b in boxes])[..., ::-1]
         t4 = time.perf_counter()
         record.timings = {"read": t1 - t0, "decode": t2 - t1, "detect": t3 - t2, "crop": t4 - t3}
     except ImageError as e:

@@ -201,3 +201,19 @@ def test_info_prints_the_model_card():
     proc = run_cli("info")
     assert proc.returncode == 0
     assert "HappyMale" in proc.stdout and "crop" in proc.stdout and "metrics" in proc.stdout
+
+
+def test_large_jpeg_decoded_reduced_reports_boxes_in_full_photo_pixels(tmp_path):
+    from facesort.images import decode_scaled
+
+    src = example_photos()[0]
+    small = cv2.imread(str(src))
+    big = cv2.resize(small, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(tmp_path / "big.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    image, factor = decode_scaled((tmp_path / "big.jpg").read_bytes(), keep_side=800)
+    assert factor >= 2 and image.shape[0] * factor == big.shape[0]
+    a = read_report(run_cli("classify", src).stdout).iloc[0]
+    b = read_report(run_cli("classify", tmp_path / "big.jpg").stdout).iloc[0]
+    for k in ("x", "y", "w", "h"):
+        assert abs(b[k] - 4 * a[k]) <= 0.1 * 4 * a.w, k
+    assert a.label == b.label

@@ -67,11 +67,12 @@ def load_happy(paths: list[str | os.PathLike]) -> HappySet:
 
 
 def _class_files(folder: Path) -> list[tuple[str, int]]:
+    missing = [name for name in GENDER_CLASSES if not (folder / name).is_dir()]
+    if missing:
+        raise DataError(f"{folder}: no {missing[0]}/ folder (expected {'/ and '.join(GENDER_CLASSES)}/)")
     files = []
     for label, name in enumerate(GENDER_CLASSES):
         sub = folder / name
-        if not sub.is_dir():
-            raise DataError(f"{folder}: no {name}/ folder (expected {'/ and '.join(GENDER_CLASSES)}/)")
         found = sorted(str(p) for p in sub.iterdir() if p.is_file() and not p.name.startswith("."))
         if not found:
             raise DataError(f"{sub}: the folder is empty")
@@ -172,7 +173,7 @@ def gender_crop_cache(
     detector = HaarDetector()
     # The key covers everything that shapes a crop, so a changed convention or detector re-makes them.
     key = hashlib.sha256(
-        json.dumps([files, size, scale, CROP_SCALE, detector.detect_side, detector.passes]).encode()
+        json.dumps([files, size, scale, CROP_SCALE, detector.detect_side, detector.passes, detector.min_face]).encode()
     ).hexdigest()[:16]
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
