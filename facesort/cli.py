@@ -440,7 +440,8 @@ def train(
         list[Path] | None, typer.Option("--happy-test", help="Held-out HDF5 file(s) to report on.")
     ] = None,
     emotion_epochs: Annotated[int, typer.Option(min=1)] = 80,
-    transfer_epochs: Annotated[int, typer.Option(min=1)] = 15,
+    transfer_epochs: Annotated[int, typer.Option(min=1)] = 20,
+    teachers: Annotated[int, typer.Option(min=1, help="Stage-1 emotion models averaged as the teacher.")] = 3,
     max_gender_images: Annotated[int, typer.Option(min=0, help="Use at most this many gender images (0: all).")] = 0,
     seed: int = 0,
     evaluate_dir: Annotated[
@@ -462,6 +463,7 @@ def train(
         happy_test=[str(p) for p in happy_test or []],
         emotion_epochs=emotion_epochs,
         transfer_epochs=transfer_epochs,
+        teachers=teachers,
         max_gender_images=max_gender_images,
         seed=seed,
         evaluate=str(evaluate_dir) if evaluate_dir else None,
