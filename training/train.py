@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import sys
 import threading
 import time
@@ -369,7 +370,9 @@ def train(cfg: TrainConfig, report=print) -> dict:
             "parameters": int(unified.count_params()),
         },
         "training": {
-            "command": " ".join(sys.argv),
+            "command": "facesort " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+            if Path(sys.argv[0]).name in ("facesort", "__main__.py")
+            else " ".join(sys.argv),
             "config": asdict(cfg) | {"cache": None},
             "approach": "stage 1 emotion CNN on the happy/sad set; stage 2 shared backbone initialised "
             "from it, gender head trained on the gender set while the emotion head is "
