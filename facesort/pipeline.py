@@ -22,6 +22,7 @@ from facesort.model import CLASSES, Classifier
 
 OK, NO_FACE, ERROR = "ok", "no_face", "error"
 DECODE_KEEP_SIDE = 800
+CHUNK = 8
 
 
 @dataclass
@@ -99,7 +100,7 @@ def classify_paths(
     for an image without a face or a file that failed)."""
     stats = stats if stats is not None else Stats()
     size, scale = classifier.input_size, classifier.crop_scale
-    max_in_flight = max(8, 4 * workers)
+    max_in_flight = 4 * max(1, workers)  # chunks; bounds memory whatever the number of files
     pending: deque = deque()
     ready: list[_Image] = []
     ready_faces = 0
@@ -124,18 +125,22 @@ def classify_paths(
             k += len(record.boxes) if record.crops is not None else 0
         ready, ready_faces = [], 0
 
+    def prepare_chunk(chunk: list[str]) -> list[_Image]:
+        return [_prepare(path, detector, size, scale, max_pixels) for path in chunk]
+
     with ThreadPoolExecutor(max(1, workers)) as pool:
 
         def take_one() -> None:
             nonlocal ready_faces
-            record = pending.popleft().result()
-            for key, value in record.timings.items():
-                stats.seconds[key] += value
-            ready.append(record)
-            ready_faces += len(record.boxes) if record.crops is not None else 0
+            for record in pending.popleft().result():
+                for key, value in record.timings.items():
+                    stats.seconds[key] += value
+                ready.append(record)
+                ready_faces += len(record.boxes) if record.crops is not None else 0
 
-        for path in paths:
-            pending.append(pool.submit(_prepare, str(path), detector, size, scale, max_pixels))
+        # Paths go to the threads a few at a time: one task per file costs more than decoding a small crop.
+        for chunk in _chunks(paths, CHUNK):
+            pending.append(pool.submit(prepare_chunk, chunk))
             if len(pending) >= max_in_flight:
                 take_one()
                 if ready_faces >= batch_size:
@@ -145,6 +150,17 @@ def classify_paths(
             if ready_faces >= batch_size:
                 yield from flush()
         yield from flush()
+
+
+def _chunks(paths: Iterable, n: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for path in paths:
+        chunk.append(str(path))
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _results(record: _Image, preds, start: int, stats: Stats) -> Iterator[FaceResult]:
