@@ -1,0 +1,51 @@
+"""`facesort evaluate` and the metric definitions it shares with the model card."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+from conftest import EXAMPLES, run_cli
+
+from facesort.evaluate import metrics
+
+
+def test_metrics_on_a_known_case():
+    truth = ["HappyMale", "HappyMale", "SadFemale", "SadFemale", "HappyFemale", "SadMale"]
+    pred = ["HappyMale", "SadMale", "SadFemale", "HappyFemale", "NoFace", "SadMale"]
+    m = metrics(truth, pred)
+    assert m["accuracy"] == pytest.approx(3 / 6)
+    assert m["emotion_accuracy"] == pytest.approx(3 / 6)  # the NoFace photo counts as wrong
+    assert m["gender_accuracy"] == pytest.approx(5 / 6)
+    assert m["emotion_accuracy_women"] == pytest.approx(1 / 3)
+    assert m["emotion_accuracy_men"] == pytest.approx(2 / 3)
+    assert m["no_face"] == 1
+    assert m["per_class"]["HappyMale"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2})
+    assert m["confusion"]["counts"][0] == [1, 0, 1, 0, 0]  # HappyMale row
+    assert m["confusion"]["counts"][1][4] == 1  # HappyFemale -> NoFace
+
+
+def test_evaluate_a_labelled_folder_agrees_with_classify(tmp_path):
+    labelled = tmp_path / "labelled"
+    with open(EXAMPLES / "labels.csv") as f:
+        labels = {r["file"]: r["class"] for r in csv.DictReader(f)}
+    for name, cls in labels.items():
+        (labelled / cls).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(EXAMPLES / name, labelled / cls / name)
+    proc = run_cli("evaluate", labelled, "--json", tmp_path / "m.json", "--plots", tmp_path / "plots")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["images"] == len(labels)
+    # The same accuracy, computed by hand from classify's report (largest face = face 0).
+    rows = list(csv.DictReader(run_cli("classify", labelled).stdout.splitlines()))
+    first = {r["path"]: r["label"] or "NoFace" for r in rows if r["face"] in ("0", "")}
+    right = sum(first[str(labelled / cls / name)] == cls for name, cls in labels.items())
+    assert m["accuracy"] == pytest.approx(right / len(labels))
+    assert "confusion" in proc.stdout and (tmp_path / "plots" / "confusion.png").stat().st_size > 1000
+
+
+def test_evaluate_needs_class_folders(tmp_path):
+    proc = run_cli("evaluate", tmp_path)
+    assert proc.returncode == 2 and "no images in" in proc.stderr
