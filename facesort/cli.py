@@ -107,7 +107,9 @@ class _Run:
             if not os.path.lexists(p):
                 _err_console().print(f"[yellow]warning:[/] {p} does not exist (reported as an error row)")
         try:
-            self.classifier = Classifier(model, device=device.value, verbose=verbose)
+            # Inference gets the cores the decoding threads leave (at least one), not all of them again.
+            ort_threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2) - workers)
+            self.classifier = Classifier(model, device=device.value, threads=ort_threads, verbose=verbose)
         except ModelError as e:
             fail(str(e))
         self.detector = make_detector(detector.value, min_face, self.classifier.crop_scale)

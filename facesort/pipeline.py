@@ -100,7 +100,9 @@ def classify_paths(
     for an image without a face or a file that failed)."""
     stats = stats if stats is not None else Stats()
     size, scale = classifier.input_size, classifier.crop_scale
-    max_in_flight = 4 * max(1, workers)  # chunks; bounds memory whatever the number of files
+    # In chunks: enough for every worker to keep busy while a batch or two runs; this bounds memory
+    # whatever the number of files.
+    max_in_flight = max(4 * max(1, workers), 2 * -(-batch_size // CHUNK))
     pending: deque = deque()
     ready: list[_Image] = []
     ready_faces = 0
