@@ -145,9 +145,11 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     return decode_scaled(data, max_pixels)[0]
 
 
-def decode_scaled(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, keep_side: int = 0) -> tuple[np.ndarray, int]:
-    """Decode image bytes; a large JPEG may decode at 1/2, 1/4 or 1/8 size as long as its longer side
-    stays at least keep_side (0: always full size). Returns (BGR image, the factor it was reduced by)."""
+def decode_scaled(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, keep_side: int = 0, max_factor: int = 8
+) -> tuple[np.ndarray, int]:
+    """Decode image bytes; a large JPEG may decode at 1/2, 1/4 or 1/8 size (at most 1/max_factor) as long
+    as its longer side stays at least keep_side (0: always full size). Returns (BGR image, the factor)."""
     if not data:
         raise ImageError("empty file")
     fmt = sniff_format(data[:32])
@@ -160,7 +162,8 @@ def decode_scaled(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, keep_side: 
         raise ImageError(f"{size[0]}x{size[1]} exceeds the pixel limit of {max_pixels:,}")
     flag, factor = cv2.IMREAD_COLOR, 1
     if fmt == "jpeg" and keep_side and size is not None:
-        factor, flag = next(((f, fl) for f, fl in _REDUCED if max(size) / f >= keep_side), (1, flag))
+        fits = ((f, fl) for f, fl in _REDUCED if f <= max_factor and max(size) / f >= keep_side)
+        factor, flag = next(fits, (1, flag))
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     except cv2.error as e:

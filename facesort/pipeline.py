@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facesort.crop import FaceBox, crop_face
+from facesort.detect import HAAR_WINDOW
 from facesort.images import DEFAULT_MAX_PIXELS, ImageError, decode_scaled, read_bytes
 from facesort.model import CLASSES, Classifier
 
@@ -70,7 +71,7 @@ def _prepare(path: str, detector, size: int, scale: float, max_pixels: int) -> _
         t1 = time.perf_counter()
         # Large JPEGs decode reduced, still large enough that a face the detector can find keeps more
         # pixels than the model's input; boxes are reported in the full photo's pixels.
-        image, factor = decode_scaled(data, max_pixels, keep_side=DECODE_KEEP_SIDE)
+        image, factor = decode_scaled(data, max_pixels, DECODE_KEEP_SIDE, _max_reduction(detector))
         t2 = time.perf_counter()
         boxes = detector.detect(image)
         record.boxes = boxes if factor == 1 else [b.scaled(factor) for b in boxes]
@@ -85,6 +86,13 @@ def _prepare(path: str, detector, size: int, scale: float, max_pixels: int) -> _
     except Exception as e:  # noqa: BLE001 - one bad file must not stop a run of thousands
         record.error = f"{type(e).__name__}: {e}"
     return record
+
+
+def _max_reduction(detector) -> int:
+    """How far a JPEG may be shrunk at decode: never so far that the smallest face asked for
+    (`--min-face`) falls below what the detector can see."""
+    min_face = getattr(detector, "min_face", 0)
+    return max(1, min_face // HAAR_WINDOW) if min_face else 8
 
 
 def classify_paths(
