@@ -1,7 +1,8 @@
 """A self-contained HTML page of a report: every face as a thumbnail under its class, least sure first.
 
-Thumbnails are small JPEGs embedded in the page (it opens from disk with no server or network); the page
-draws cards in pages of a few hundred, so a report of tens of thousands of faces still opens quickly.
+Thumbnails are small JPEGs embedded in the page (it opens from disk with no server or network), or for large
+reports kept in a folder beside it; the page draws cards a few hundred at a time, so a report of tens of
+thousands of faces still opens quickly.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def _num(value) -> float | None:
         return None
 
 
-def _thumbs(path: str, rows: list[dict]) -> list[str | None]:
-    """Base64 JPEG thumbnails of the faces of one photo (None where it cannot be read)."""
+def _thumbs(path: str, rows: list[dict]) -> list[bytes | None]:
+    """JPEG thumbnails of the faces of one photo (None where it cannot be read)."""
     try:
         image = read_image(path)
     except Exception:  # noqa: BLE001 - a photo gone since the run still gets its row
@@ -41,12 +42,21 @@ def _thumbs(path: str, rows: list[dict]) -> list[str | None]:
         box = FaceBox(int(float(r["x"])), int(float(r["y"])), int(float(r["w"])), int(float(r["h"])))
         thumb = crop_face(image, box, THUMB, THUMB_SCALE)
         ok, buf = cv2.imencode(".jpg", thumb, [cv2.IMWRITE_JPEG_QUALITY, 75])
-        out.append(base64.b64encode(buf.tobytes()).decode("ascii") if ok else None)
+        out.append(buf.tobytes() if ok else None)
     return out
 
 
-def build_page(rows: Iterable[dict], out: str | os.PathLike, title: str = "facesort report") -> dict:
-    """Write the page for report rows (dicts keyed like the CSV columns). Returns the counts shown."""
+EMBED_LIMIT = 2_000
+
+
+def build_page(
+    rows: Iterable[dict], out: str | os.PathLike, title: str = "facesort report", embed_limit: int = EMBED_LIMIT
+) -> dict:
+    """Write the page for report rows (dicts keyed like the CSV columns). Returns the counts shown.
+
+    Up to embed_limit faces the thumbnails are embedded and the page is one file; above it they go to a
+    folder beside the page (<page>_files/), referenced by relative path, so a page of tens of thousands
+    of faces stays small enough to open at once."""
     out = Path(out)
     faces, no_face, errors = [], [], []
     by_path: dict[str, list[dict]] = {}
@@ -59,8 +69,20 @@ def build_page(rows: Iterable[dict], out: str | os.PathLike, title: str = "faces
         else:
             errors.append((r["path"], r.get("error") or ""))
     base = out.parent.resolve()
+    embed = sum(len(v) for v in by_path.values()) <= embed_limit
+    folder = out.with_name(out.stem + "_files")
+    if not embed:
+        folder.mkdir(exist_ok=True)
     for path, face_rows in by_path.items():
         for r, thumb in zip(face_rows, _thumbs(path, face_rows)):
+            if thumb is None:
+                src = None
+            elif embed:
+                src = "data:image/jpeg;base64," + base64.b64encode(thumb).decode("ascii")
+            else:
+                name = f"{len(faces)}.jpg"
+                (folder / name).write_bytes(thumb)
+                src = f"{folder.name}/{name}"
             faces.append(
                 {
                     "c": CLASSES.index(r["label"]),
@@ -69,7 +91,7 @@ def build_page(rows: Iterable[dict], out: str | os.PathLike, title: str = "faces
                     "pm": round(_num(r["p_male"]) or 0.0, 3),
                     "face": int(float(r["face"])),
                     "path": _rel(path, base),
-                    "t": thumb,
+                    "t": src,
                 }
             )
     counts = {c: sum(f["c"] == i for f in faces) for i, c in enumerate(CLASSES)}
@@ -177,7 +199,7 @@ function render(){
     const box = document.createElement('div'); box.className = 'cards';
     box.innerHTML = faces.slice(0, shown[ci]).map(f =>
       `<div class="card" title="${esc(f.path)} face ${f.face}\\np_happy ${f.ph}  p_male ${f.pm}">` +
-      (f.t ? `<img alt="" src="data:image/jpeg;base64,${f.t}">` : '<div>(photo gone)</div>') +
+      (f.t ? `<img alt="" src="${esc(f.t)}">` : '<div>(photo gone)</div>') +
       `<span class="conf ${f.conf < 0.5 ? 'low' : ''}">${(100 * f.conf).toFixed(0)}%</span></div>`).join('');
     cards += Math.min(faces.length, shown[ci]);
     col.appendChild(box);

@@ -91,3 +91,35 @@ def test_page_renders_in_a_real_browser(report, tmp_path):
         [*common, f"--screenshot={shot}", "--window-size=1200,900", page.as_uri()], capture_output=True, timeout=120
     )
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_large_reports_keep_thumbnails_in_a_folder_beside_the_page(report, tmp_path):
+    import csv
+
+    from facesort.html import build_page
+
+    csv_path, _ = report
+    rows = list(csv.DictReader(open(csv_path, newline="")))
+    page = tmp_path / "out" / "large.html"
+    shown = build_page(rows, page, embed_limit=5)  # as if it held more than 5 faces' worth
+    data = embedded_data(page)
+    assert shown["faces"] == len(data["faces"]) > 5
+    for face in data["faces"]:
+        assert face["t"].startswith("large_files/")
+        assert (page.parent / face["t"]).stat().st_size > 500  # a real JPEG, found by relative path
+    if CHROMIUM:
+        profile = tmp_path / "profile2"
+        dom = subprocess.run(
+            [
+                CHROMIUM,
+                *BROWSER_FLAGS,
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+        assert f'data-thumbs-loaded="{len(data["faces"])}"' in dom
