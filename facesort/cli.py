@@ -78,8 +78,13 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or s
 HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write an HTML page of the faces here.")]
 
 
+def _cores() -> int:
+    """CPU cores this process may use (its affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _default_workers() -> int:
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return max(1, min(8, _cores()))
 
 
 class _Run:
@@ -108,7 +113,7 @@ class _Run:
                 _err_console().print(f"[yellow]warning:[/] {p} does not exist (reported as an error row)")
         try:
             # Inference gets the cores the decoding threads leave (at least one), not all of them again.
-            ort_threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2) - workers)
+            ort_threads = max(1, _cores() - workers)
             self.classifier = Classifier(model, device=device.value, threads=ort_threads, verbose=verbose)
         except ModelError as e:
             fail(str(e))
