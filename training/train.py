@@ -38,7 +38,7 @@ class TrainConfig:
     batch_happy: int = 32
     width: float = 1.0
     distill_weight: float = 1.0
-    happy_weight: float = 0.3  # the 600 labelled images recur ~270 times in stage 2: keep them from dominating
+    happy_weight: float = 1.0
     self_training: float = 0.5  # final share of self-training (vs stage-1 targets) for emotion on gender images
     confidence: float = 0.8  # self-training uses predictions at least this far from 0.5 (x2)
     teachers: int = 3  # stage-1 emotion models whose average teaches stage 2
