@@ -95,11 +95,10 @@ def bench_model(repeats: int) -> dict:
 def run_pipeline(paths, detector_name: str, workers: int, batch_size: int = 64):
     from facesort.detect import make_detector
     from facesort.model import Classifier
-    from facesort.pipeline import Stats, classify_paths
+    from facesort.pipeline import Stats, classify_paths, inference_threads
     from facesort.report import ReportWriter
 
-    # As the CLI sets it up: inference gets the cores the decoding threads leave, at least one.
-    clf = Classifier(device="cpu", threads=max(1, len(os.sched_getaffinity(0)) - workers))
+    clf = Classifier(device="cpu", threads=inference_threads(workers))  # as the CLI sets it up
     detector = make_detector(detector_name, crop_scale=clf.crop_scale)
     stats = Stats()
     sink = open(os.devnull, "w")

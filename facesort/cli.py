@@ -78,13 +78,13 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or s
 HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write an HTML page of the faces here.")]
 
 
-def _cores() -> int:
-    """CPU cores this process may use (its affinity, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+# facesort.images.DEFAULT_MAX_PIXELS, written here so that `facesort --help` does not import OpenCV.
+MAX_PIXELS = 50_000_000
 
 
 def _default_workers() -> int:
-    return max(1, min(8, _cores()))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, cores))
 
 
 class _Run:
@@ -107,14 +107,14 @@ class _Run:
     ):
         from facesort.detect import make_detector
         from facesort.model import Classifier, ModelError
+        from facesort.pipeline import inference_threads
 
         for p in paths:
             if not os.path.lexists(p):
                 _err_console().print(f"[yellow]warning:[/] {p} does not exist (reported as an error row)")
         try:
-            # Inference gets the cores the decoding threads leave (at least one), not all of them again.
-            ort_threads = max(1, _cores() - workers)
-            self.classifier = Classifier(model, device=device.value, threads=ort_threads, verbose=verbose)
+            threads = inference_threads(workers)
+            self.classifier = Classifier(model, device=device.value, threads=threads, verbose=verbose)
         except ModelError as e:
             fail(str(e))
         self.detector = make_detector(detector.value, min_face, self.classifier.crop_scale)
@@ -212,7 +212,7 @@ def classify(
     batch_size: BatchSize = 64,
     workers: Workers = _default_workers(),
     model: ModelOpt = None,
-    max_pixels: MaxPixels = 50_000_000,
+    max_pixels: MaxPixels = MAX_PIXELS,
     verbose: Verbose = False,
     quiet: Quiet = False,
     html_out: HtmlOpt = None,
@@ -273,7 +273,7 @@ def sort_cmd(
     batch_size: BatchSize = 64,
     workers: Workers = _default_workers(),
     model: ModelOpt = None,
-    max_pixels: MaxPixels = 50_000_000,
+    max_pixels: MaxPixels = MAX_PIXELS,
     verbose: Verbose = False,
     quiet: Quiet = False,
     html_out: HtmlOpt = None,
@@ -370,13 +370,13 @@ def evaluate(
 
     from facesort.evaluate import metrics, predict_folder
 
-    run = _Run([folder], True, detector, min_face, device, batch_size, workers, model, 50_000_000, verbose, quiet)
+    run = _Run([folder], True, detector, min_face, device, batch_size, workers, model, MAX_PIXELS, verbose, quiet)
     try:
         y_true, y_pred = predict_folder(folder, run.classifier, run.detector, batch_size, workers)
     except ValueError as e:
         fail(str(e), 2)
     figures = metrics(y_true, y_pred)
-    show_metrics(figures, run.console if not quiet else None)
+    show_metrics(figures)
     if json_out:
         json_out.write_text(json.dumps(figures, indent=2) + "\n")
     if plots:
@@ -386,8 +386,8 @@ def evaluate(
         confusion_png(figures, plots / "confusion.png")
 
 
-def show_metrics(figures: dict, console=None) -> None:
-    """Rich tables of evaluate's figures (stdout)."""
+def show_metrics(figures: dict) -> None:
+    """Rich tables of evaluate's figures, on stdout (they are the command's output)."""
     from rich.console import Console
     from rich.table import Table
 

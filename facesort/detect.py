@@ -74,6 +74,11 @@ class HaarDetector:
         boxes = [FaceBox(*(int(v) for v in b)).scaled(1.0 / shrink) for b in found]
         return sorted(boxes, key=lambda b: (-b.area, b.x, b.y))
 
+    def max_decode_reduction(self) -> int:
+        """How far a photo may be shrunk at decode: never so far that the smallest face asked for
+        (`--min-face`) falls below the cascades' window."""
+        return max(1, self.min_face // HAAR_WINDOW) if self.min_face else 8
+
 
 @dataclass
 class WholeImage:
@@ -84,6 +89,9 @@ class WholeImage:
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         return [whole_image_box(image, self.crop_scale)]
+
+    def max_decode_reduction(self) -> int:
+        return 8
 
 
 def _load_cascade(name: str) -> cv2.CascadeClassifier:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facesort.crop import FaceBox, crop_face
-from facesort.detect import HAAR_WINDOW
 from facesort.images import DEFAULT_MAX_PIXELS, ImageError, decode_scaled, read_bytes
 from facesort.model import CLASSES, Classifier
 
@@ -50,6 +49,10 @@ class _Image:
     error: str = ""
     timings: dict = field(default_factory=dict)
 
+    @property
+    def n_crops(self) -> int:
+        return 0 if self.crops is None else len(self.crops)
+
 
 @dataclass
 class Stats:
@@ -71,7 +74,7 @@ def _prepare(path: str, detector, size: int, scale: float, max_pixels: int) -> _
         t1 = time.perf_counter()
         # Large JPEGs decode reduced, still large enough that a face the detector can find keeps more
         # pixels than the model's input; boxes are reported in the full photo's pixels.
-        image, factor = decode_scaled(data, max_pixels, DECODE_KEEP_SIDE, _max_reduction(detector))
+        image, factor = decode_scaled(data, max_pixels, DECODE_KEEP_SIDE, detector.max_decode_reduction())
         t2 = time.perf_counter()
         boxes = detector.detect(image)
         record.boxes = boxes if factor == 1 else [b.scaled(factor) for b in boxes]
@@ -88,11 +91,10 @@ def _prepare(path: str, detector, size: int, scale: float, max_pixels: int) -> _
     return record
 
 
-def _max_reduction(detector) -> int:
-    """How far a JPEG may be shrunk at decode: never so far that the smallest face asked for
-    (`--min-face`) falls below what the detector can see."""
-    min_face = getattr(detector, "min_face", 0)
-    return max(1, min_face // HAAR_WINDOW) if min_face else 8
+def inference_threads(workers: int) -> int:
+    """ONNX Runtime's threads beside `workers` decoding threads: the cores they leave, at least one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - workers)
 
 
 def classify_paths(
@@ -132,7 +134,7 @@ def classify_paths(
         k = 0
         for record in ready:
             yield from _results(record, preds, k, stats)
-            k += len(record.boxes) if record.crops is not None else 0
+            k += record.n_crops
         ready, ready_faces = [], 0
 
     def prepare_chunk(chunk: list[str]) -> list[_Image]:
@@ -146,7 +148,7 @@ def classify_paths(
                 for key, value in record.timings.items():
                     stats.seconds[key] += value
                 ready.append(record)
-                ready_faces += len(record.boxes) if record.crops is not None else 0
+                ready_faces += record.n_crops
 
         # Paths go to the threads a few at a time: one task per file costs more than decoding a small crop.
         for chunk in _chunks(paths, CHUNK):

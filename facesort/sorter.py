@@ -14,8 +14,8 @@ import errno
 import filecmp
 import os
 import shutil
-import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from facesort.model import CLASSES
@@ -57,11 +57,8 @@ class Sorter:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         self.into, self.mode, self.dry_run = Path(into), mode, dry_run
-        now = time.time()
         # Unique per run even for runs within one second: the report groups rows by it.
-        self.run_id = (
-            f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(now))}.{int(now * 1000) % 1000:03d}-{os.getpid()}"
-        )
+        self.run_id = f"{datetime.now().isoformat(timespec='milliseconds')}-{os.getpid()}"
         if not dry_run:
             self.into.mkdir(parents=True, exist_ok=True)
             self._remove_stale_temporaries()

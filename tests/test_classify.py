@@ -221,8 +221,7 @@ def test_large_jpeg_decoded_reduced_reports_boxes_in_full_photo_pixels(tmp_path)
 
 def test_min_face_is_not_defeated_by_reduced_decoding():
     from facesort.detect import HaarDetector
-    from facesort.pipeline import _max_reduction
 
-    assert _max_reduction(HaarDetector()) == 8  # default: faces from ~8% of the photo, any reduction
-    assert _max_reduction(HaarDetector(min_face=24)) == 1  # 24 px faces: decode at full size
-    assert _max_reduction(HaarDetector(min_face=100)) == 5  # 1/4 at most (100 px -> 25 px >= Haar's 20)
+    assert HaarDetector().max_decode_reduction() == 8  # default: faces from ~8% of the photo, any reduction
+    assert HaarDetector(min_face=24).max_decode_reduction() == 1  # 24 px faces: decode at full size
+    assert HaarDetector(min_face=100).max_decode_reduction() == 5  # 1/4 at most (100 px -> 25 px >= 20)

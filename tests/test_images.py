@@ -126,3 +126,10 @@ def test_unreadable_file_permission(tmp_path):
         pytest.skip("running as root: permissions do not stop reads (covered by the CLI test as nobody)")
     with pytest.raises(ImageError, match="permission denied"):
         read_image(path)
+
+
+def test_the_cli_pixel_limit_default_is_the_library_one():
+    from facesort.cli import MAX_PIXELS
+    from facesort.images import DEFAULT_MAX_PIXELS
+
+    assert MAX_PIXELS == DEFAULT_MAX_PIXELS  # written twice so `facesort --help` need not import OpenCV
