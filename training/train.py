@@ -39,6 +39,7 @@ class TrainConfig:
     width: float = 1.0
     distill_weight: float = 1.0
     happy_weight: float = 1.0
+    gender_balance: bool = True  # gender loss balanced over (emotion, gender) cells, emotion from stage 1
     self_training: float = 0.5  # final share of self-training (vs stage-1 targets) for emotion on gender images
     confidence: float = 0.8  # self-training uses predictions at least this far from 0.5 (x2)
     teachers: int = 3  # stage-1 emotion models whose average teaches stage 2
@@ -259,7 +260,12 @@ def train(cfg: TrainConfig, report=print) -> dict:
             # Masked per-task losses: gender only where the label exists (gender images); emotion
             # towards stage 1 and self-training on gender images, towards the truth on happy images
             # (whose gender is the gender head's own guess).
-            l_gender = tf.reduce_mean(bce(yg[:, None], pg[:n_g, None]))
+            if cfg.gender_balance:
+                # The mirror of the emotion balancing: smiling must not say "female" to the gender head
+                # (the emotion of a gender image is the stage-1 teacher's guess).
+                l_gender = balanced_bce(yg, pg[:n_g], tf.cast(sg >= 0.5, tf.int32))
+            else:
+                l_gender = tf.reduce_mean(bce(yg[:, None], pg[:n_g, None]))
             l_distill = balanced_bce(sg, pe[:n_g], g_true)
             l_self = balanced_bce(pseudo, pe[:n_g], g_true, confident)
             g_happy = tf.cast(tf.stop_gradient(pg[n_g:]) >= 0.5, tf.int32)
