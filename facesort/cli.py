@@ -449,6 +449,9 @@ def train(
     emotion_epochs: Annotated[int, typer.Option(min=1)] = 80,
     transfer_epochs: Annotated[int, typer.Option(min=1)] = 20,
     teachers: Annotated[int, typer.Option(min=1, help="Stage-1 emotion models averaged as the teacher.")] = 3,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Stage-2 runs; each after the first is taught emotion by the one before.")
+    ] = 1,
     max_gender_images: Annotated[int, typer.Option(min=0, help="Use at most this many gender images (0: all).")] = 0,
     seed: int = 0,
     evaluate_dir: Annotated[
@@ -471,6 +474,7 @@ def train(
         emotion_epochs=emotion_epochs,
         transfer_epochs=transfer_epochs,
         teachers=teachers,
+        rounds=rounds,
         max_gender_images=max_gender_images,
         seed=seed,
         evaluate=str(evaluate_dir) if evaluate_dir else None,

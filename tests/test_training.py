@@ -149,6 +149,8 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
         "1",
         "--max-gender-images",
         "96",
+        "--rounds",
+        "2",
         timeout=600,
         env={**__import__("os").environ, "HOME": str(tmp_path)},  # crop cache under the test's home
     )
@@ -157,6 +159,7 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
     assert card["classes"] == ["HappyMale", "HappyFemale", "SadMale", "SadFemale"]
     assert card["crop"]["scale"] > 0 and card["input"]["size"] == 64
     assert set(card["data"]["happy"]) == {str(small), str(SHARED / "happy" / "test_happy.h5")}
+    assert [h["round"] for h in card["training"]["history"]["transfer"]] == [1, 2]  # one epoch, two rounds
     assert (out / "MODEL_CARD.md").is_file() and (out / "curves.png").is_file()
     assert "model figures" in proc.stderr  # the closing table
     result = run_cli("classify", example_photos()[0], "--model", out)

@@ -43,6 +43,7 @@ class TrainConfig:
     self_training: float = 0.5  # final share of self-training (vs stage-1 targets) for emotion on gender images
     confidence: float = 0.8  # self-training uses predictions at least this far from 0.5 (x2)
     teachers: int = 3  # stage-1 emotion models whose average teaches stage 2
+    rounds: int = 1  # stage-2 runs; from the second on, the previous unified model is the emotion teacher
     mixup: float = 0.4  # largest mixing weight of mixup in stage 1 (0: off)
     learning_rate: float = 2e-3
     max_gender_images: int = 0  # 0 = all; for quick runs and tests
@@ -225,83 +226,104 @@ def train(cfg: TrainConfig, report=print) -> dict:
     # ---- stage 2: transfer -----------------------------------------------------------------------
     report("stage", "distilling stage-1 emotion onto the gender set")
     soft = np.concatenate([ensemble(np.asarray(gx[i : i + 2048])) for i in range(0, len(gx), 2048)])
-    emotion = teachers[0]
-    unified = build_unified_model(emotion)
-    steps_per_epoch = max(1, len(gx) // cfg.batch_gender)
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.transfer_epochs * steps_per_epoch)
-    opt2 = keras.optimizers.Adam(schedule)
-    n_g, n_h = cfg.batch_gender, cfg.batch_happy
+    stage1_weights = teachers[0].get_weights()
 
-    ramp = tf.Variable(0.0, trainable=False)  # 0 -> cfg.self_training over the stage
+    def transfer(soft: np.ndarray, round_: int):
+        """One stage-2 run: a unified model from teacher 0's stage-1 weights, emotion on the gender
+        images taught by `soft`."""
+        emotion = build_emotion_model(size, cfg.width)
+        emotion.set_weights(stage1_weights)
+        unified = build_unified_model(emotion)
+        steps_per_epoch = max(1, len(gx) // cfg.batch_gender)
+        schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.transfer_epochs * steps_per_epoch)
+        opt2 = keras.optimizers.Adam(schedule)
+        n_g, n_h = cfg.batch_gender, cfg.batch_happy
 
-    def balanced_bce(target, pred, group, mask=None):
-        """BCE with every (gender, emotion) cell weighing the same, so that in what the emotion head
-        learns, gender says nothing about emotion (CelebA's women smile more often than its men)."""
-        cell = group * 2 + tf.cast(target >= 0.5, tf.int32)
-        mask = tf.ones_like(target) if mask is None else mask
-        counts = tf.math.unsorted_segment_sum(mask, cell, 4)
-        present = tf.reduce_sum(tf.cast(counts > 0, tf.float32))
-        weight = mask * tf.gather(1.0 / tf.maximum(counts, 1.0), cell) / tf.maximum(present, 1.0)
-        return tf.reduce_sum(weight * bce(target[:, None], pred[:, None]))
+        ramp = tf.Variable(0.0, trainable=False)  # 0 -> cfg.self_training over the stage
 
-    @tf.function
-    def step_transfer(xg, yg, sg, xh, yh):
-        x = augment(tf.concat([xg, xh], axis=0))
-        # The clean view's confident emotion predictions become targets for the augmented view
-        # (FixMatch-style self-training), so the 24k unlabelled gender faces teach emotion too.
-        weak = tf.reshape(unified(xg, training=False)["emotion"], (-1,))
-        confident = tf.cast(tf.abs(weak - 0.5) * 2.0 >= cfg.confidence, tf.float32)
-        pseudo = tf.cast(weak >= 0.5, tf.float32)
-        g_true = tf.cast(yg, tf.int32)
-        with tf.GradientTape() as tape:
-            out_ = unified(x, training=True)
-            pe = tf.reshape(out_["emotion"], (-1,))
-            pg = tf.reshape(out_["gender"], (-1,))
-            # Masked per-task losses: gender only where the label exists (gender images); emotion
-            # towards stage 1 and self-training on gender images, towards the truth on happy images
-            # (whose gender is the gender head's own guess).
-            if cfg.gender_balance:
-                # The mirror of the emotion balancing: smiling must not say "female" to the gender head
-                # (the emotion of a gender image is the stage-1 teacher's guess).
-                l_gender = balanced_bce(yg, pg[:n_g], tf.cast(sg >= 0.5, tf.int32))
-            else:
-                l_gender = tf.reduce_mean(bce(yg[:, None], pg[:n_g, None]))
-            l_distill = balanced_bce(sg, pe[:n_g], g_true)
-            l_self = balanced_bce(pseudo, pe[:n_g], g_true, confident)
-            g_happy = tf.cast(tf.stop_gradient(pg[n_g:]) >= 0.5, tf.int32)
-            l_happy = balanced_bce(yh, pe[n_g:], g_happy)
-            l_emotion_g = (1.0 - ramp) * l_distill + ramp * l_self
-            loss = l_gender + cfg.distill_weight * l_emotion_g + cfg.happy_weight * l_happy
-        grads = tape.gradient(loss, unified.trainable_variables)
-        opt2.apply_gradients(zip(grads, unified.trainable_variables))
-        acc_g = tf.reduce_mean(tf.cast(tf.equal(tf.cast(pg[:n_g] >= 0.5, tf.float32), yg), tf.float32))
-        return l_gender, l_emotion_g, l_happy, acc_g
+        def balanced_bce(target, pred, group, mask=None):
+            """BCE with every (gender, emotion) cell weighing the same, so that in what the emotion head
+            learns, gender says nothing about emotion (CelebA's women smile more often than its men)."""
+            cell = group * 2 + tf.cast(target >= 0.5, tf.int32)
+            mask = tf.ones_like(target) if mask is None else mask
+            counts = tf.math.unsorted_segment_sum(mask, cell, 4)
+            present = tf.reduce_sum(tf.cast(counts > 0, tf.float32))
+            weight = mask * tf.gather(1.0 / tf.maximum(counts, 1.0), cell) / tf.maximum(present, 1.0)
+            return tf.reduce_sum(weight * bce(target[:, None], pred[:, None]))
 
-    def feed():
-        gi, hi = _batches(len(gx), n_g, rng), _batches(len(hx), n_h, rng)
-        while True:
-            i, j = next(gi), next(hi)
-            yield np.asarray(gx[i]), gy[i].astype(np.float32), soft[i], hx[j], hy[j]
+        @tf.function
+        def step_transfer(xg, yg, sg, xh, yh):
+            x = augment(tf.concat([xg, xh], axis=0))
+            # The clean view's confident emotion predictions become targets for the augmented view
+            # (FixMatch-style self-training), so the 24k unlabelled gender faces teach emotion too.
+            weak = tf.reshape(unified(xg, training=False)["emotion"], (-1,))
+            confident = tf.cast(tf.abs(weak - 0.5) * 2.0 >= cfg.confidence, tf.float32)
+            pseudo = tf.cast(weak >= 0.5, tf.float32)
+            g_true = tf.cast(yg, tf.int32)
+            with tf.GradientTape() as tape:
+                out_ = unified(x, training=True)
+                pe = tf.reshape(out_["emotion"], (-1,))
+                pg = tf.reshape(out_["gender"], (-1,))
+                # Masked per-task losses: gender only where the label exists (gender images); emotion
+                # towards stage 1 and self-training on gender images, towards the truth on happy images
+                # (whose gender is the gender head's own guess).
+                if cfg.gender_balance:
+                    # The mirror of the emotion balancing: smiling must not say "female" to the gender head
+                    # (the emotion of a gender image is the stage-1 teacher's guess).
+                    l_gender = balanced_bce(yg, pg[:n_g], tf.cast(sg >= 0.5, tf.int32))
+                else:
+                    l_gender = tf.reduce_mean(bce(yg[:, None], pg[:n_g, None]))
+                l_distill = balanced_bce(sg, pe[:n_g], g_true)
+                l_self = balanced_bce(pseudo, pe[:n_g], g_true, confident)
+                g_happy = tf.cast(tf.stop_gradient(pg[n_g:]) >= 0.5, tf.int32)
+                l_happy = balanced_bce(yh, pe[n_g:], g_happy)
+                l_emotion_g = (1.0 - ramp) * l_distill + ramp * l_self
+                loss = l_gender + cfg.distill_weight * l_emotion_g + cfg.happy_weight * l_happy
+            grads = tape.gradient(loss, unified.trainable_variables)
+            opt2.apply_gradients(zip(grads, unified.trainable_variables))
+            acc_g = tf.reduce_mean(tf.cast(tf.equal(tf.cast(pg[:n_g] >= 0.5, tf.float32), yg), tf.float32))
+            return l_gender, l_emotion_g, l_happy, acc_g
 
-    batches = _prefetch(feed())
-    report("stage", f"stage 2: transfer on {len(gx)} gender + {len(hx)} happy/sad images")
-    for epoch in range(cfg.transfer_epochs):
-        ramp.assign(cfg.self_training * min(1.0, epoch / max(1, cfg.transfer_epochs // 2)))
-        sums = np.zeros(4)
-        for _ in range(steps_per_epoch):
-            sums += [float(v) for v in step_transfer(*next(batches))]
-        lg, ld, lh, ag = sums / steps_per_epoch
-        val = _accuracy(_predict(unified, np.asarray(vx))["gender"], vy)
-        history["transfer"].append(
-            {
-                "gender_loss": lg,
-                "emotion_loss_gender_set": ld,
-                "happy_loss": lh,
-                "gender_acc": ag,
-                "gender_val_acc": val,
-            }
-        )
-        report("epoch", f"transfer {epoch + 1}/{cfg.transfer_epochs}", loss=lg + ld + lh, acc=ag, val=val)
+        finished = threading.Event()
+
+        def feed():
+            gi, hi = _batches(len(gx), n_g, rng), _batches(len(hx), n_h, rng)
+            while not finished.is_set():
+                i, j = next(gi), next(hi)
+                yield np.asarray(gx[i]), gy[i].astype(np.float32), soft[i], hx[j], hy[j]
+
+        batches = _prefetch(feed())
+        report("stage", f"stage 2: transfer on {len(gx)} gender + {len(hx)} happy/sad images")
+        for epoch in range(cfg.transfer_epochs):
+            ramp.assign(cfg.self_training * min(1.0, epoch / max(1, cfg.transfer_epochs // 2)))
+            sums = np.zeros(4)
+            for _ in range(steps_per_epoch):
+                sums += [float(v) for v in step_transfer(*next(batches))]
+            lg, ld, lh, ag = sums / steps_per_epoch
+            val = _accuracy(_predict(unified, np.asarray(vx))["gender"], vy)
+            history["transfer"].append(
+                {
+                    "gender_loss": lg,
+                    "emotion_loss_gender_set": ld,
+                    "happy_loss": lh,
+                    "gender_acc": ag,
+                    "gender_val_acc": val,
+                    "round": round_,
+                }
+            )
+            bar = "transfer" if cfg.rounds == 1 else f"transfer {round_}"
+            report("epoch", f"{bar} {epoch + 1}/{cfg.transfer_epochs}", loss=lg + ld + lh, acc=ag, val=val)
+        finished.set()
+        next(batches, None)  # frees the feeding thread, blocked on a full queue, to see it is finished
+        return unified
+
+    unified = transfer(soft, 1)
+    for round_ in range(2, cfg.rounds + 1):
+        # Noisy-student round: the unified model, better than the stage-1 ensemble on emotion, teaches
+        # a fresh student (again initialised from the stage-1 emotion model) on the gender images.
+        report("stage", f"round {round_}: the unified model's emotion teaches a new student")
+        soft = _predict(unified, np.asarray(gx))["emotion"]
+        unified = transfer(soft, round_)
 
     # ---- export and figures ----------------------------------------------------------------------
     report("stage", "exporting to ONNX")
@@ -382,7 +404,12 @@ def train(cfg: TrainConfig, report=print) -> dict:
             "config": asdict(cfg) | {"cache": None},
             "approach": "stage 1 emotion CNN on the happy/sad set; stage 2 shared backbone initialised "
             "from it, gender head trained on the gender set while the emotion head is "
-            "distilled from stage 1 on gender images and trained on happy images",
+            "distilled from stage 1 on gender images and trained on happy images"
+            + (
+                f"; {cfg.rounds} rounds of stage 2, each after the first taught emotion by the unified model before"
+                if cfg.rounds > 1
+                else ""
+            ),
             "seconds": round(train_seconds, 1),
             "peak_memory_mb": round(peak_mb, 1),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
