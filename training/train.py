@@ -43,7 +43,6 @@ class TrainConfig:
     self_training: float = 0.5  # final share of self-training (vs stage-1 targets) for emotion on gender images
     confidence: float = 0.8  # self-training uses predictions at least this far from 0.5 (x2)
     teachers: int = 3  # stage-1 emotion models whose average teaches stage 2
-    ema: float = 0.999  # stage 2 keeps the exponential moving average of its weights (0: the last weights)
     rounds: int = 1  # stage-2 runs; from the second on, the previous unified model is the emotion teacher
     mixup: float = 0.4  # largest mixing weight of mixup in stage 1 (0: off)
     learning_rate: float = 2e-3
@@ -52,9 +51,6 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     cache: str = str(Path.home() / ".cache" / "facesort" / "crops")
-
-
-BN_RECALIBRATION_STEPS = 300
 
 
 def import_tensorflow():
@@ -240,9 +236,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         unified = build_unified_model(emotion)
         steps_per_epoch = max(1, len(gx) // cfg.batch_gender)
         schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.transfer_epochs * steps_per_epoch)
-        # Weights averaged over the last few thousand steps (EMA) are the ones kept: one model's worth of
-        # the run-to-run spread averaged away, at no cost at inference.
-        opt2 = keras.optimizers.Adam(schedule, use_ema=cfg.ema > 0, ema_momentum=cfg.ema or 0.99)
+        opt2 = keras.optimizers.Adam(schedule)
         n_g, n_h = cfg.batch_gender, cfg.batch_happy
 
         ramp = tf.Variable(0.0, trainable=False)  # 0 -> cfg.self_training over the stage
@@ -319,16 +313,6 @@ def train(cfg: TrainConfig, report=print) -> dict:
             )
             bar = "transfer" if cfg.rounds == 1 else f"transfer {round_}"
             report("epoch", f"{bar} {epoch + 1}/{cfg.transfer_epochs}", loss=lg + ld + lh, acc=ag, val=val)
-        if cfg.ema:
-            opt2.finalize_variable_values(unified.trainable_variables)
-            # Batch-norm statistics were gathered under the last weights: gather them again under the
-            # averaged ones, on batches as training saw them.
-            recalibrate = tf.function(lambda x: unified(augment(x), training=True))
-            for _ in range(min(BN_RECALIBRATION_STEPS, cfg.transfer_epochs * steps_per_epoch)):
-                xg, _yg, _sg, xh, _yh = next(batches)
-                recalibrate(tf.concat([xg, xh], axis=0))
-            val = _accuracy(_predict(unified, np.asarray(vx))["gender"], vy)
-            report("info", f"weights averaged (EMA {cfg.ema}): gender validation accuracy {val:.2%}")
         finished.set()
         next(batches, None)  # frees the feeding thread, blocked on a full queue, to see it is finished
         return unified
