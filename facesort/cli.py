@@ -449,6 +449,9 @@ def train(
     emotion_epochs: Annotated[int, typer.Option(min=1)] = 80,
     transfer_epochs: Annotated[int, typer.Option(min=1)] = 20,
     teachers: Annotated[int, typer.Option(min=1, help="Stage-1 emotion models averaged as the teacher.")] = 3,
+    students: Annotated[
+        int, typer.Option(min=1, help="Stage-2 models (from different stage-1 models) averaged in the graph.")
+    ] = 2,
     rounds: Annotated[
         int, typer.Option(min=1, help="Stage-2 runs; each after the first is taught emotion by the one before.")
     ] = 1,
@@ -474,6 +477,7 @@ def train(
         emotion_epochs=emotion_epochs,
         transfer_epochs=transfer_epochs,
         teachers=teachers,
+        students=students,
         rounds=rounds,
         max_gender_images=max_gender_images,
         seed=seed,

@@ -159,7 +159,13 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
     assert card["classes"] == ["HappyMale", "HappyFemale", "SadMale", "SadFemale"]
     assert card["crop"]["scale"] > 0 and card["input"]["size"] == 64
     assert set(card["data"]["happy"]) == {str(small), str(SHARED / "happy" / "test_happy.h5")}
-    assert [h["round"] for h in card["training"]["history"]["transfer"]] == [1, 2]  # one epoch, two rounds
+    # One epoch per student (two, the default), two rounds.
+    assert [(h["round"], h["student"]) for h in card["training"]["history"]["transfer"]] == [
+        (1, 1),
+        (1, 2),
+        (2, 1),
+        (2, 2),
+    ]
     assert (out / "MODEL_CARD.md").is_file() and (out / "curves.png").is_file()
     assert "model figures" in proc.stderr  # the closing table
     result = run_cli("classify", example_photos()[0], "--model", out)

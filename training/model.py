@@ -67,7 +67,7 @@ def build_emotion_model(size: int = 64, width: float = 1.0, dropout: float = 0.3
     return keras.Model(backbone.input, _emotion_head(backbone.output, dropout), name="emotion_model")
 
 
-def build_unified_model(emotion_model: keras.Model, dropout: float = 0.3) -> keras.Model:
+def build_unified_model(emotion_model: keras.Model, dropout: float = 0.3, name: str = "facesort") -> keras.Model:
     """Stage 2: the emotion model (backbone and head, weights kept) plus a new gender head on the same
     backbone features."""
     features = emotion_model.get_layer("mouth_rows").input
@@ -75,4 +75,16 @@ def build_unified_model(emotion_model: keras.Model, dropout: float = 0.3) -> ker
     g = layers.GlobalAveragePooling2D(name="pool")(features)
     g = layers.Dropout(dropout, name="gender_dropout")(g)
     p_male = layers.Dense(1, activation="sigmoid", name="gender")(g)
-    return keras.Model(emotion_model.input, {"emotion": p_happy, "gender": p_male}, name="facesort")
+    return keras.Model(emotion_model.input, {"emotion": p_happy, "gender": p_male}, name=name)
+
+
+def build_average_model(members: list[keras.Model], size: int = 64) -> keras.Model:
+    """One model whose emotion and gender are the means of several unified models' (an ensemble, exported
+    as one graph)."""
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input((size, size, 3), dtype="uint8", name="image")
+    outs = [m(inputs) for m in members]
+    emotion = layers.Average(name="emotion_mean")([o["emotion"] for o in outs])
+    gender = layers.Average(name="gender_mean")([o["gender"] for o in outs])
+    return keras.Model(inputs, {"emotion": emotion, "gender": gender}, name="facesort_ensemble")

@@ -43,6 +43,7 @@ class TrainConfig:
     self_training: float = 0.5  # final share of self-training (vs stage-1 targets) for emotion on gender images
     confidence: float = 0.8  # self-training uses predictions at least this far from 0.5 (x2)
     teachers: int = 3  # stage-1 emotion models whose average teaches stage 2
+    students: int = 2  # stage-2 models, each from another stage-1 model, averaged in the shipped graph
     rounds: int = 1  # stage-2 runs; from the second on, the previous unified model is the emotion teacher
     mixup: float = 0.4  # largest mixing weight of mixup in stage 1 (0: off)
     learning_rate: float = 2e-3
@@ -140,7 +141,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
     tf, keras = import_tensorflow()
 
     from training.export import export_onnx
-    from training.model import build_emotion_model, build_unified_model
+    from training.model import build_average_model, build_emotion_model, build_unified_model
 
     started = time.time()
     keras.utils.set_random_seed(cfg.seed)
@@ -226,14 +227,15 @@ def train(cfg: TrainConfig, report=print) -> dict:
     # ---- stage 2: transfer -----------------------------------------------------------------------
     report("stage", "distilling stage-1 emotion onto the gender set")
     soft = np.concatenate([ensemble(np.asarray(gx[i : i + 2048])) for i in range(0, len(gx), 2048)])
-    stage1_weights = teachers[0].get_weights()
+    stage1_weights = [t.get_weights() for t in teachers]
 
-    def transfer(soft: np.ndarray, round_: int):
-        """One stage-2 run: a unified model from teacher 0's stage-1 weights, emotion on the gender
-        images taught by `soft`."""
+    def transfer(soft: np.ndarray, round_: int, student: int):
+        """One stage-2 run: a unified model from stage-1 model `student`'s weights (the study's transfer),
+        emotion on the gender images taught by `soft`."""
+        keras.utils.set_random_seed(cfg.seed + 1000 * round_ + student)
         emotion = build_emotion_model(size, cfg.width)
-        emotion.set_weights(stage1_weights)
-        unified = build_unified_model(emotion)
+        emotion.set_weights(stage1_weights[student % len(stage1_weights)])
+        unified = build_unified_model(emotion, name=f"facesort_r{round_}_s{student + 1}")
         steps_per_epoch = max(1, len(gx) // cfg.batch_gender)
         schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.transfer_epochs * steps_per_epoch)
         opt2 = keras.optimizers.Adam(schedule)
@@ -309,21 +311,28 @@ def train(cfg: TrainConfig, report=print) -> dict:
                     "gender_acc": ag,
                     "gender_val_acc": val,
                     "round": round_,
+                    "student": student + 1,
                 }
             )
-            bar = "transfer" if cfg.rounds == 1 else f"transfer {round_}"
+            bar = (
+                "transfer"
+                + (f" r{round_}" if cfg.rounds > 1 else "")
+                + (f" s{student + 1}" if cfg.students > 1 else "")
+            )
             report("epoch", f"{bar} {epoch + 1}/{cfg.transfer_epochs}", loss=lg + ld + lh, acc=ag, val=val)
         finished.set()
         next(batches, None)  # frees the feeding thread, blocked on a full queue, to see it is finished
         return unified
 
-    unified = transfer(soft, 1)
+    # Several students from different stage-1 models, averaged: the spread between training runs
+    # (2-3 points of four-class accuracy between seeds) is mostly averaged away.
+    unified = build_average_model([transfer(soft, 1, s) for s in range(cfg.students)], size)
     for round_ in range(2, cfg.rounds + 1):
         # Noisy-student round: the unified model, better than the stage-1 ensemble on emotion, teaches
-        # a fresh student (again initialised from the stage-1 emotion model) on the gender images.
-        report("stage", f"round {round_}: the unified model's emotion teaches a new student")
+        # fresh students (again initialised from the stage-1 emotion models) on the gender images.
+        report("stage", f"round {round_}: the unified model's emotion teaches new students")
         soft = _predict(unified, np.asarray(gx))["emotion"]
-        unified = transfer(soft, round_)
+        unified = build_average_model([transfer(soft, round_, s) for s in range(cfg.students)], size)
 
     # ---- export and figures ----------------------------------------------------------------------
     report("stage", "exporting to ONNX")
@@ -393,7 +402,8 @@ def train(cfg: TrainConfig, report=print) -> dict:
             "p_classes": "(N, 4) in class order: p_happy x p_male products",
         },
         "architecture": {
-            "kind": "depthwise-separable CNN, shared backbone, emotion and gender heads",
+            "kind": "depthwise-separable CNN, shared backbone, emotion and gender heads"
+            + (f"; mean of {cfg.students} such models" if cfg.students > 1 else ""),
             "width": cfg.width,
             "parameters": int(unified.count_params()),
         },
@@ -408,6 +418,11 @@ def train(cfg: TrainConfig, report=print) -> dict:
             + (
                 f"; {cfg.rounds} rounds of stage 2, each after the first taught emotion by the unified model before"
                 if cfg.rounds > 1
+                else ""
+            )
+            + (
+                f"; {cfg.students} stage-2 models, each from another stage-1 model, averaged in one graph"
+                if cfg.students > 1
                 else ""
             ),
             "seconds": round(train_seconds, 1),
