@@ -36,7 +36,8 @@ def curves_png(history: dict, path: Path) -> None:
     for key in ("gender_loss", "emotion_loss_gender_set", "happy_loss", "gender_acc", "gender_val_acc"):
         axes[1].plot([h[key] for h in t], label=key.replace("_", " "))
     axes[1].set_title("stage 2: transfer (gender + emotion)")
-    axes[1].set_xlabel("epoch")
+    runs = len({(h.get("round", 1), h.get("student", 1)) for h in t})
+    axes[1].set_xlabel("epoch" if runs == 1 else f"epoch ({runs} stage-2 models, one after another)")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
