@@ -113,8 +113,8 @@ class _Run:
             if not os.path.lexists(p):
                 _err_console().print(f"[yellow]warning:[/] {p} does not exist (reported as an error row)")
         try:
-            threads = inference_threads(workers)
-            self.classifier = Classifier(model, device=device.value, threads=threads, verbose=verbose)
+            threads = inference_threads()
+            self.classifier = Classifier(model, device=device.value, threads=threads, verbose=verbose, spin=False)
         except ModelError as e:
             fail(str(e))
         self.detector = make_detector(detector.value, min_face, self.classifier.crop_scale)

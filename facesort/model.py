@@ -62,6 +62,7 @@ class Classifier:
         device: str = "auto",
         threads: int = 0,
         verbose: bool = False,
+        spin: bool = True,
     ) -> None:
         import onnxruntime as ort  # deferred: `facesort --help` should not pay for it
 
@@ -77,6 +78,10 @@ class Classifier:
         options.log_severity_level = 0 if verbose else 4
         if threads:
             options.intra_op_num_threads = threads
+        if not spin:
+            # Between batches, inference threads sleep instead of spinning, handing the cores to the
+            # threads that decode and detect (measured: crops end to end +8%, photos unchanged).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
