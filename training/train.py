@@ -415,6 +415,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
             "approach": "stage 1 emotion CNN on the happy/sad set; stage 2 shared backbone initialised "
             "from it, gender head trained on the gender set while the emotion head is "
             "distilled from stage 1 on gender images and trained on happy images"
+            + ("; gender loss balanced over (emotion, gender) cells" if cfg.gender_balance else "")
             + (
                 f"; {cfg.rounds} rounds of stage 2, each after the first taught emotion by the unified model before"
                 if cfg.rounds > 1
