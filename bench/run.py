@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facesort import usable_cores
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FACESORT_SHARED", ROOT.parent / "shared")) / "data"
 
@@ -33,7 +35,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     system = f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
     return f"{cpu}, {cores} cores, {mem:.0f} GiB, {system}"
@@ -94,11 +96,10 @@ def bench_model(repeats: int) -> dict:
 
 def run_pipeline(paths, detector_name: str, workers: int, batch_size: int = 64):
     from facesort.detect import make_detector
-    from facesort.model import Classifier
-    from facesort.pipeline import Stats, classify_paths, inference_threads
+    from facesort.pipeline import Stats, classify_paths, pipeline_classifier
     from facesort.report import ReportWriter
 
-    clf = Classifier(device="cpu", threads=inference_threads(), spin=False)  # as the CLI sets it up
+    clf = pipeline_classifier(device="cpu")  # as the CLI sets it up
     detector = make_detector(detector_name, crop_scale=clf.crop_scale)
     stats = Stats()
     sink = open(os.devnull, "w")
@@ -264,7 +265,7 @@ def write_markdown(results: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--workers", type=int, default=usable_cores())
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--skip-memory", action="store_true")

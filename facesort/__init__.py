@@ -10,6 +10,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, where the OS says)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 # Attributes load on first use, so `import facesort` (and `facesort --help`) stays cheap.
 _EXPORTS = {
     "Classifier": "facesort.model",

@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from facesort import usable_cores
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -83,8 +85,7 @@ MAX_PIXELS = 50_000_000
 
 
 def _default_workers() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(8, cores))
+    return max(1, min(8, usable_cores()))
 
 
 class _Run:
@@ -106,15 +107,14 @@ class _Run:
         exclude=(),
     ):
         from facesort.detect import make_detector
-        from facesort.model import Classifier, ModelError
-        from facesort.pipeline import inference_threads
+        from facesort.model import ModelError
+        from facesort.pipeline import pipeline_classifier
 
         for p in paths:
             if not os.path.lexists(p):
                 _err_console().print(f"[yellow]warning:[/] {p} does not exist (reported as an error row)")
         try:
-            threads = inference_threads()
-            self.classifier = Classifier(model, device=device.value, threads=threads, verbose=verbose, spin=False)
+            self.classifier = pipeline_classifier(model, device.value, verbose)
         except ModelError as e:
             fail(str(e))
         self.detector = make_detector(detector.value, min_face, self.classifier.crop_scale)

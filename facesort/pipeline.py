@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from facesort import usable_cores
 from facesort.crop import FaceBox, crop_face
 from facesort.images import DEFAULT_MAX_PIXELS, ImageError, decode_scaled, read_bytes
 from facesort.model import CLASSES, Classifier
@@ -91,12 +92,12 @@ def _prepare(path: str, detector, size: int, scale: float, max_pixels: int) -> _
     return record
 
 
-def inference_threads() -> int:
-    """ONNX Runtime's threads beside the decoding threads: every core, with spinning off
-    (`Classifier(spin=False)`), so inference takes the cores whenever decoding leaves them idle.
-    Measured on 2 cores with 2 decode threads: crops end to end 2,719/s with 1 spinning thread,
-    3,736/s with 2 sleeping ones; whole photos unchanged (BENCHMARKS.md)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def pipeline_classifier(model_dir=None, device: str = "auto", verbose: bool = False) -> Classifier:
+    """The classifier set up to run beside classify_paths' decoding threads: ONNX Runtime on every core,
+    its threads sleeping between batches (`spin=False`), so inference takes the cores whenever decoding
+    leaves them idle. Measured on 2 cores with 2 decode threads: crops end to end 2,719/s with 1 spinning
+    thread, 3,736/s with 2 sleeping ones; whole photos unchanged (BENCHMARKS.md)."""
+    return Classifier(model_dir, device=device, threads=usable_cores(), verbose=verbose, spin=False)
 
 
 def classify_paths(

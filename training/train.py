@@ -226,8 +226,24 @@ def train(cfg: TrainConfig, report=print) -> dict:
 
     # ---- stage 2: transfer -----------------------------------------------------------------------
     report("stage", "distilling stage-1 emotion onto the gender set")
-    soft = np.concatenate([ensemble(np.asarray(gx[i : i + 2048])) for i in range(0, len(gx), 2048)])
+
+    def over_gender_set(predict) -> np.ndarray:
+        """`predict` over the gender crops, a slice of the on-disk array at a time (never all in memory)."""
+        return np.concatenate([predict(np.asarray(gx[i : i + 2048])) for i in range(0, len(gx), 2048)])
+
+    soft = over_gender_set(ensemble)
     stage1_weights = [t.get_weights() for t in teachers]
+
+    def balanced_bce(target, pred, group, mask=None):
+        """BCE with every (group, target) cell weighing the same. For the emotion head the group is gender,
+        so gender says nothing about emotion (CelebA's women smile more often than its men); for the gender
+        head it is emotion, so smiling says nothing about gender."""
+        cell = group * 2 + tf.cast(target >= 0.5, tf.int32)
+        mask = tf.ones_like(target) if mask is None else mask
+        counts = tf.math.unsorted_segment_sum(mask, cell, 4)
+        present = tf.reduce_sum(tf.cast(counts > 0, tf.float32))
+        weight = mask * tf.gather(1.0 / tf.maximum(counts, 1.0), cell) / tf.maximum(present, 1.0)
+        return tf.reduce_sum(weight * bce(target[:, None], pred[:, None]))
 
     def transfer(soft: np.ndarray, round_: int, student: int):
         """One stage-2 run: a unified model from stage-1 model `student`'s weights (the study's transfer),
@@ -242,16 +258,6 @@ def train(cfg: TrainConfig, report=print) -> dict:
         n_g, n_h = cfg.batch_gender, cfg.batch_happy
 
         ramp = tf.Variable(0.0, trainable=False)  # 0 -> cfg.self_training over the stage
-
-        def balanced_bce(target, pred, group, mask=None):
-            """BCE with every (gender, emotion) cell weighing the same, so that in what the emotion head
-            learns, gender says nothing about emotion (CelebA's women smile more often than its men)."""
-            cell = group * 2 + tf.cast(target >= 0.5, tf.int32)
-            mask = tf.ones_like(target) if mask is None else mask
-            counts = tf.math.unsorted_segment_sum(mask, cell, 4)
-            present = tf.reduce_sum(tf.cast(counts > 0, tf.float32))
-            weight = mask * tf.gather(1.0 / tf.maximum(counts, 1.0), cell) / tf.maximum(present, 1.0)
-            return tf.reduce_sum(weight * bce(target[:, None], pred[:, None]))
 
         @tf.function
         def step_transfer(xg, yg, sg, xh, yh):
@@ -331,7 +337,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         # Noisy-student round: the unified model, better than the stage-1 ensemble on emotion, teaches
         # fresh students (again initialised from the stage-1 emotion models) on the gender images.
         report("stage", f"round {round_}: the unified model's emotion teaches new students")
-        soft = _predict(unified, np.asarray(gx))["emotion"]
+        soft = over_gender_set(lambda x, teacher=unified: _predict(teacher, x)["emotion"])
         unified = build_average_model([transfer(soft, round_, s) for s in range(cfg.students)], size)
 
     # ---- export and figures ----------------------------------------------------------------------
