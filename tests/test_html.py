@@ -79,7 +79,12 @@ def test_page_renders_in_a_real_browser(report, tmp_path):
     df = pd.read_csv(csv_path, keep_default_na=False)
     profile = tmp_path / "profile"
     common = [CHROMIUM, *BROWSER_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000"]
-    dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    # img.decode() settles outside Chromium's virtual time, so a dump can come before the page has
+    # counted its thumbnails at all (the attribute is then missing, never wrong): render again then.
+    for _ in range(5):
+        dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+        if "data-thumbs-loaded=" in dom:
+            break
     faces = df[df.status == "ok"]
     assert f'data-cards="{len(faces)}"' in dom
     assert f'data-thumbs-loaded="{len(faces)}"' in dom  # every thumbnail decoded in the browser
