@@ -446,6 +446,13 @@ def train(
     happy_test: Annotated[
         list[Path] | None, typer.Option("--happy-test", help="Held-out HDF5 file(s) to report on.")
     ] = None,
+    calibrate: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--calibrate",
+            help="Labelled happy/sad HDF5 file(s) that set the happy/sad threshold (an offset in the graph).",
+        ),
+    ] = None,
     emotion_epochs: Annotated[int, typer.Option(min=1)] = 80,
     transfer_epochs: Annotated[int, typer.Option(min=1)] = 20,
     teachers: Annotated[int, typer.Option(min=1, help="Stage-1 emotion models averaged as the teacher.")] = 3,
@@ -474,6 +481,7 @@ def train(
         gender=str(gender),
         out=str(out),
         happy_test=[str(p) for p in happy_test or []],
+        calibrate=[str(p) for p in calibrate or []],
         emotion_epochs=emotion_epochs,
         transfer_epochs=transfer_epochs,
         teachers=teachers,

@@ -100,6 +100,22 @@ def test_train_with_bad_arguments_exits_2_with_one_sentence(tmp_path):
     assert proc.returncode == 2 and "missing.h5: no such file" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_calibration_moves_the_threshold_to_where_both_classes_are_recalled():
+    from training.calibrate import balanced_accuracy, choose_emotion_offset, logit
+
+    # Scores that lean to "sad": happy faces at logit -0.8..0.2, sad ones at -3..-1.2. Threshold 0 misses
+    # most happy faces; an offset of +1 (logit threshold -1) separates the classes.
+    y = np.array([1] * 6 + [0] * 6)
+    p = 1 / (1 + np.exp(-np.r_[np.linspace(-0.8, 0.2, 6), np.linspace(-3.0, -1.2, 6)]))
+    assert balanced_accuracy(p, y) < 0.75
+    offset, table = choose_emotion_offset({"leaning": (p, y)})
+    assert offset == 1.0 and table["leaning"]["after"] == 1.0
+    assert np.allclose(logit(p), np.log(p / (1 - p)))
+    # Already separated at 0: stays at 0 (ties go to the offset nearest 0).
+    assert choose_emotion_offset({"fine": (np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0]))})[0] == 0.0
+    assert choose_emotion_offset({}) == (0.0, {})
+
+
 def shipped_keras_model():
     from training.train import import_tensorflow
 
@@ -151,6 +167,8 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
         "96",
         "--rounds",
         "2",
+        "--calibrate",
+        SHARED / "happy" / "celeba_smile_test.h5",
         timeout=600,
         env={**__import__("os").environ, "HOME": str(tmp_path)},  # crop cache under the test's home
     )
@@ -158,7 +176,13 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
     card = json.loads((out / "model.json").read_text())
     assert card["classes"] == ["HappyMale", "HappyFemale", "SadMale", "SadFemale"]
     assert card["crop"]["scale"] > 0 and card["input"]["size"] == 64
-    assert set(card["data"]["happy"]) == {str(small), str(SHARED / "happy" / "test_happy.h5")}
+    assert set(card["data"]["happy"]) == {
+        str(small),
+        str(SHARED / "happy" / "test_happy.h5"),
+        str(SHARED / "happy" / "celeba_smile_test.h5"),
+    }
+    offset = card["calibration"]["emotion_logit_offset"]
+    assert -2 <= offset <= 2 and set(card["calibration"]["balanced_accuracy"]) == {"celeba_smile_test"}
     # One epoch per student (two, the default), two rounds.
     assert [(h["round"], h["student"]) for h in card["training"]["history"]["transfer"]] == [
         (1, 1),

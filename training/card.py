@@ -81,6 +81,17 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
         for data, value in values.items():
             if isinstance(value, float):
                 lines.append(f"| {task} | {data} | {value:.2%} |")
+    cal = card.get("calibration")
+    if cal:
+        lines += [
+            "",
+            f"Happy/sad threshold: emotion logit offset {cal['emotion_logit_offset']:+.2f}, set on "
+            + ", ".join(f"`{Path(f).name}`" for f in cal["files"])
+            + " (balanced accuracy "
+            + "; ".join(f"{k} {v['before']:.1%} -> {v['after']:.1%}" for k, v in cal["balanced_accuracy"].items())
+            + "). Emotion figures on those files are therefore not independent; `emotion_uncalibrated` gives "
+            "them before the offset.",
+        ]
     four = card.get("fourclass")
     if four:
         lines += [

@@ -23,6 +23,22 @@ class Standardize(layers.Layer):
         return (x - mean) / keras.ops.sqrt(var + 1.0)  # +1 (in 0..255 units) keeps flat images finite
 
 
+@keras.saving.register_keras_serializable("facesort")
+class LogitShift(layers.Layer):
+    """p -> sigmoid(logit(p) + offset): moves a sigmoid output's decision threshold inside the graph."""
+
+    def __init__(self, offset: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.offset = float(offset)
+
+    def call(self, p):
+        p = keras.ops.clip(keras.ops.cast(p, "float32"), 1e-7, 1.0 - 1e-7)
+        return keras.ops.sigmoid(keras.ops.log(p) - keras.ops.log(1.0 - p) + self.offset)
+
+    def get_config(self):
+        return super().get_config() | {"offset": self.offset}
+
+
 def _block(x, filters: int, name: str, stride: int = 1):
     """Depthwise-separable conv block (MobileNet style): cheap in multiply-adds, fast on CPU."""
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(x)
@@ -88,3 +104,13 @@ def build_average_model(members: list[keras.Model], size: int = 64) -> keras.Mod
     emotion = layers.Average(name="emotion_mean")([o["emotion"] for o in outs])
     gender = layers.Average(name="gender_mean")([o["gender"] for o in outs])
     return keras.Model(inputs, {"emotion": emotion, "gender": gender}, name="facesort_ensemble")
+
+
+def build_calibrated_model(model: keras.Model, emotion_offset: float, size: int = 64) -> keras.Model:
+    """`model` with its emotion logit moved by `emotion_offset` (training.calibrate); unchanged at 0."""
+    if not emotion_offset:
+        return model
+    inputs = keras.Input((size, size, 3), dtype="uint8", name="image")
+    out = model(inputs)
+    emotion = LogitShift(emotion_offset, name="emotion_calibrated")(out["emotion"])
+    return keras.Model(inputs, {"emotion": emotion, "gender": out["gender"]}, name="facesort_calibrated")

@@ -32,6 +32,7 @@ class TrainConfig:
     gender: str
     out: str
     happy_test: list[str] = field(default_factory=list)
+    calibrate: list[str] = field(default_factory=list)  # labelled happy/sad files that set the emotion threshold
     emotion_epochs: int = 80
     transfer_epochs: int = 20
     batch_gender: int = 96
@@ -140,8 +141,14 @@ def train(cfg: TrainConfig, report=print) -> dict:
     """Train, export and write the model card. Returns the card."""
     tf, keras = import_tensorflow()
 
+    from training.calibrate import choose_emotion_offset
     from training.export import export_onnx
-    from training.model import build_average_model, build_emotion_model, build_unified_model
+    from training.model import (
+        build_average_model,
+        build_calibrated_model,
+        build_emotion_model,
+        build_unified_model,
+    )
 
     started = time.time()
     keras.utils.set_random_seed(cfg.seed)
@@ -158,6 +165,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
     hy = happy.y.astype(np.float32)
     tests = {Path(p).stem: load_happy([p]) for p in cfg.happy_test}
     test_crops = {k: happy_crops(v.x, size)[0] for k, v in tests.items()}
+    calibration_sets = {Path(p).stem: load_happy([p]) for p in cfg.calibrate}
 
     report("stage", "face crops of the gender set")
     g_train, g_val = gender_files(cfg.gender, seed=cfg.seed)
@@ -340,6 +348,24 @@ def train(cfg: TrainConfig, report=print) -> dict:
         soft = over_gender_set(lambda x, teacher=unified: _predict(teacher, x)["emotion"])
         unified = build_average_model([transfer(soft, round_, s) for s in range(cfg.students)], size)
 
+    # ---- calibration -----------------------------------------------------------------------------
+    uncalibrated = {k: _accuracy(_predict(unified, x)["emotion"], tests[k].y) for k, x in test_crops.items()}
+    calibration = None
+    if calibration_sets:
+        report("stage", f"setting the happy/sad threshold on {', '.join(calibration_sets)}")
+        offset, table = choose_emotion_offset(
+            {k: (_predict(unified, happy_crops(v.x, size)[0])["emotion"], v.y) for k, v in calibration_sets.items()}
+        )
+        unified = build_calibrated_model(unified, offset, size)
+        calibration = {
+            "emotion_logit_offset": offset,
+            "files": list(cfg.calibrate),
+            "balanced_accuracy": table,
+            "rule": "offset in -2..2 (steps of 0.25) with the best mean balanced accuracy over the files; "
+            "figures on these files are not independent of it",
+        }
+        report("info", f"emotion logit offset {offset:+.2f}: {table}")
+
     # ---- export and figures ----------------------------------------------------------------------
     report("stage", "exporting to ONNX")
     onnx_path = out / MODEL_FILE
@@ -383,7 +409,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
     import tensorflow as _tf
     import tf2onnx
 
-    data_files = sorted(set(cfg.happy) | set(cfg.happy_test))
+    data_files = sorted(set(cfg.happy) | set(cfg.happy_test) | set(cfg.calibrate))
     card = {
         "name": "facesort four-class face model",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -403,7 +429,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
             "border pixels repeated past the image edge (facesort.crop)",
         },
         "outputs": {
-            "p_happy": "(N,) P(happy)",
+            "p_happy": "(N,) P(happy)" + (" (threshold calibrated, see calibration)" if calibration else ""),
             "p_male": "(N,) P(male)",
             "p_classes": "(N, 4) in class order: p_happy x p_male products",
         },
@@ -431,7 +457,8 @@ def train(cfg: TrainConfig, report=print) -> dict:
                 f"; {cfg.students} stage-2 models, each from another stage-1 model, averaged in one graph"
                 if cfg.students > 1
                 else ""
-            ),
+            )
+            + ("; happy/sad threshold set on held-out labelled files (calibration)" if calibration else ""),
             "seconds": round(train_seconds, 1),
             "peak_memory_mb": round(peak_mb, 1),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
@@ -449,7 +476,10 @@ def train(cfg: TrainConfig, report=print) -> dict:
                 "files_sha256": _list_digest(g_train + g_val),  # name, label and content sha256 of each
             },
         },
-        "metrics": metrics | {"stage1_emotion_ensemble": stage1},
+        "metrics": metrics
+        | {"stage1_emotion_ensemble": stage1}
+        | ({"emotion_uncalibrated": uncalibrated} if calibration else {}),
+        "calibration": calibration,
         "versions": {
             "tensorflow": _tf.__version__,
             "keras": _k.__version__,
