@@ -429,7 +429,8 @@ def info(model: ModelOpt = None) -> None:
 
     console = Console()
     console.print(f"[bold]{card.get('name', 'model')}[/] in {model or DEFAULT_MODEL_DIR}")
-    summary = {k: card[k] for k in ("classes", "input", "crop", "outputs", "metrics", "architecture") if k in card}
+    keys = ("classes", "input", "crop", "outputs", "metrics", "calibration", "architecture")
+    summary = {k: card[k] for k in keys if card.get(k) is not None}
     training = card.get("training", {})
     summary["training"] = {k: training.get(k) for k in ("command", "approach", "seconds", "peak_memory_mb", "machine")}
     summary["versions"] = card.get("versions")
