@@ -455,7 +455,7 @@ def train(
         ),
     ] = None,
     emotion_epochs: Annotated[int, typer.Option(min=1)] = 80,
-    transfer_epochs: Annotated[int, typer.Option(min=1)] = 20,
+    transfer_epochs: Annotated[int, typer.Option(min=1)] = 30,
     teachers: Annotated[int, typer.Option(min=1, help="Stage-1 emotion models averaged as the teacher.")] = 3,
     students: Annotated[
         int, typer.Option(min=1, help="Stage-2 models (from different stage-1 models) averaged in the graph.")

@@ -34,7 +34,7 @@ class TrainConfig:
     happy_test: list[str] = field(default_factory=list)
     calibrate: list[str] = field(default_factory=list)  # labelled happy/sad files that set the emotion threshold
     emotion_epochs: int = 80
-    transfer_epochs: int = 20
+    transfer_epochs: int = 30
     batch_gender: int = 96
     batch_happy: int = 32
     width: float = 1.0
