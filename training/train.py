@@ -163,9 +163,12 @@ def train(cfg: TrainConfig, report=print) -> dict:
     happy = load_happy(cfg.happy)
     hx, det_happy = happy_crops(happy.x, size)
     hy = happy.y.astype(np.float32)
-    tests = {Path(p).stem: load_happy([p]) for p in cfg.happy_test}
-    test_crops = {k: happy_crops(v.x, size)[0] for k, v in tests.items()}
-    calibration_sets = {Path(p).stem: load_happy([p]) for p in cfg.calibrate}
+    # Held-out files, read and cropped once each (a file may be both --happy-test and --calibrate).
+    held_out = {p: load_happy([p]) for p in dict.fromkeys([*cfg.happy_test, *cfg.calibrate])}
+    held_crops = {p: happy_crops(s.x, size)[0] for p, s in held_out.items()}
+    tests = {Path(p).stem: held_out[p] for p in cfg.happy_test}
+    test_crops = {Path(p).stem: held_crops[p] for p in cfg.happy_test}
+    calibration_sets = {Path(p).stem: (held_crops[p], held_out[p].y) for p in cfg.calibrate}
 
     report("stage", "face crops of the gender set")
     g_train, g_val = gender_files(cfg.gender, seed=cfg.seed)
@@ -349,12 +352,12 @@ def train(cfg: TrainConfig, report=print) -> dict:
         unified = build_average_model([transfer(soft, round_, s) for s in range(cfg.students)], size)
 
     # ---- calibration -----------------------------------------------------------------------------
-    uncalibrated = {k: _accuracy(_predict(unified, x)["emotion"], tests[k].y) for k, x in test_crops.items()}
-    calibration = None
+    calibration = uncalibrated = None
     if calibration_sets:
         report("stage", f"setting the happy/sad threshold on {', '.join(calibration_sets)}")
+        uncalibrated = {k: _accuracy(_predict(unified, x)["emotion"], tests[k].y) for k, x in test_crops.items()}
         offset, table = choose_emotion_offset(
-            {k: (_predict(unified, happy_crops(v.x, size)[0])["emotion"], v.y) for k, v in calibration_sets.items()}
+            {k: (_predict(unified, x)["emotion"], y) for k, (x, y) in calibration_sets.items()}
         )
         unified = build_calibrated_model(unified, offset, size)
         calibration = {
