@@ -391,7 +391,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
     if cfg.evaluate:
         # Measured through facesort's own path (ONNX model, face detection), with its definitions.
         report("stage", f"measuring on {cfg.evaluate} (reporting only)")
-        from facesort.detect import HaarDetector
+        from facesort.detect import make_detector
         from facesort.evaluate import metrics as four_metrics
         from facesort.evaluate import predict_folder
         from facesort.model import Classifier
@@ -399,7 +399,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         (out / CARD_FILE).write_text(
             json.dumps({"classes": list(CLASSES), "input": {"size": size}, "crop": {"scale": CROP_SCALE}})
         )
-        y_true, y_pred = predict_folder(cfg.evaluate, Classifier(out, device="cpu"), HaarDetector())
+        y_true, y_pred = predict_folder(cfg.evaluate, Classifier(out, device="cpu"), make_detector("auto"))
         fourclass = four_metrics(y_true, y_pred) | {"folder": str(cfg.evaluate)}
         metrics["four-class"] = {Path(cfg.evaluate).name: fourclass["accuracy"]}
         metrics["emotion"][f"{Path(cfg.evaluate).name} (women)"] = fourclass["emotion_accuracy_women"]
