@@ -1,8 +1,8 @@
 """facesort: classify every face in folders of photos as HappyMale, HappyFemale, SadMale or SadFemale.
 
-from facesort import Classifier, HaarDetector, classify_paths, iter_image_files
+from facesort import AutoDetector, Classifier, classify_paths, iter_image_files
 clf = Classifier()                      # the shipped model, CUDA when ONNX Runtime runs there
-for row in classify_paths(iter_image_files(["photos/"]), clf, HaarDetector()):
+for row in classify_paths(iter_image_files(["photos/"]), clf, AutoDetector()):
     print(row.path, row.face, row.label, row.confidence)
 """
 
@@ -25,6 +25,8 @@ _EXPORTS = {
     "CLASSES": "facesort.model",
     "FaceBox": "facesort.crop",
     "crop_face": "facesort.crop",
+    "AutoDetector": "facesort.detect",
+    "BlazeFaceDetector": "facesort.detect",
     "HaarDetector": "facesort.detect",
     "WholeImage": "facesort.detect",
     "classify_paths": "facesort.pipeline",

@@ -2,9 +2,9 @@
 Haar cascades.
 
 The default, `auto`, runs BlazeFace and falls back to the Haar passes on a photo where it finds nothing.
-Every detector returns boxes in the full image's coordinates, largest face first, in one box convention:
-BlazeFace's boxes are mapped onto the Haar cascades' (BLAZE_TO_HAAR), so a crop (facesort.crop) frames a
-face alike whichever detector found it.
+Every detector returns boxes in the full image's coordinates, largest face first. BlazeFace's boxes are
+mapped onto the Haar cascades' on tight face crops (BLAZE_TO_HAAR), so training crops made with either
+frame faces alike.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ BLAZE_MODEL = Path(__file__).parent / "models" / "detector" / "face_detection_sh
 BLAZE_SIZE = 128
 BLAZE_SCORE = 0.5  # MediaPipe's own threshold for this model
 BLAZE_IOU = 0.3  # boxes overlapping more are one face (weighted non-maximum suppression, as MediaPipe does)
-# A BlazeFace box (square, brow to chin) as the Haar box of the same face: side x 0.89, centre moved by
-# (-0.012, -0.113) x side. Medians over 2,876 gender/Training crops where both detectors found the face
-# (inter-quartile range of the side ratio 0.85-0.93: Haar's boxes are the noisier ones).
+# A BlazeFace box (square, brow to chin) as the Haar box of the same face in a tight face crop, the framing
+# models were trained on before BlazeFace: side x 0.89, centre moved by (-0.012, -0.113) x side. Medians
+# over 2,876 gender/Training crops where both detectors found the face (inter-quartile range of the side
+# ratio 0.85-0.93). On whole photos Haar's own boxes come out about 1.2x looser than these.
 BLAZE_TO_HAAR = (0.89, -0.012, -0.113)
 
 # Chosen by measured recall on ../shared/data/fourclass_dev (1,200 photos) and wild_dev (200), see

@@ -188,10 +188,10 @@ def test_device_cpu_and_cuda(photos):
 
 
 def test_python_api_matches_the_cli(photos):
-    from facesort import Classifier, HaarDetector, classify_paths, iter_image_files
+    from facesort import AutoDetector, Classifier, classify_paths, iter_image_files
 
     clf = Classifier(device="cpu")
-    rows = list(classify_paths(iter_image_files([photos]), clf, HaarDetector()))
+    rows = list(classify_paths(iter_image_files([photos]), clf, AutoDetector()))
     df = read_report(run_cli("classify", photos).stdout)
     assert [r.path for r in rows] == df.path.tolist()
     assert np.allclose([r.p_male or 0 for r in rows], df.p_male.replace("", 0).to_numpy(float), atol=1e-5)

@@ -430,6 +430,8 @@ def train(cfg: TrainConfig, report=print) -> dict:
             "size": size,
             "convention": "square centred on the detected face box, scale x its larger side, "
             "border pixels repeated past the image edge (facesort.crop)",
+            "detector": "auto: BlazeFace short-range, boxes mapped onto the Haar cascades' on tight crops; "
+            "the Haar cascades where it finds no face (facesort.detect)",
         },
         "outputs": {
             "p_happy": "(N,) P(happy)" + (" (threshold calibrated, see calibration)" if calibration else ""),

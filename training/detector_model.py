@@ -1,0 +1,51 @@
+"""Make facesort's face-detector model: MediaPipe's BlazeFace short-range model, converted to ONNX.
+
+    python -m training.detector_model [--wheel mediapipe-0.10.14-....whl] [--out PATH]
+
+The model comes out of MediaPipe's Python wheel (Apache 2.0; the wheel is fetched with `pip download`
+unless given), is checked against the digest below and converted with tf2onnx, so facesort runs it on ONNX
+Runtime without MediaPipe or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+MEDIAPIPE = "mediapipe==0.10.14"
+MEMBER = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
+TFLITE_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
+OUT = Path(__file__).resolve().parents[1] / "facesort" / "models" / "detector" / "face_detection_short_range.onnx"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--wheel", type=Path, help=f"a {MEDIAPIPE} wheel (default: pip download it)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = args.wheel
+        if wheel is None:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, MEDIAPIPE]
+            subprocess.run(cmd, check=True)
+            wheel = next(Path(tmp).glob("mediapipe-*.whl"))
+        data = zipfile.ZipFile(wheel).read(MEMBER)
+        if hashlib.sha256(data).hexdigest() != TFLITE_SHA256:
+            print(f"error: {MEMBER} in {wheel} is not the model this was made for", file=sys.stderr)
+            return 1
+        tflite = Path(tmp) / "model.tflite"
+        tflite.write_bytes(data)
+        import tf2onnx
+
+        tf2onnx.convert.from_tflite(str(tflite), opset=17, output_path=str(args.out))
+    print(f"{args.out}: sha256 {hashlib.sha256(args.out.read_bytes()).hexdigest()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
