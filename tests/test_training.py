@@ -148,6 +148,11 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
         small = write_h5(
             tmp_path / "small.h5", n=48, train_set_x=f["train_set_x"][:48], train_set_y=f["train_set_y"][:48]
         )
+    labelled = tmp_path / "labelled"  # a few photos per class, for --evaluate
+    for cls in ("HappyMale", "HappyFemale", "SadMale", "SadFemale"):
+        (labelled / cls).mkdir(parents=True)
+        for photo in sorted((SHARED / "fourclass_dev" / cls).iterdir())[:3]:
+            (labelled / cls / photo.name).write_bytes(photo.read_bytes())
     out = tmp_path / "model"
     proc = run_cli(
         "train",
@@ -169,6 +174,8 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
         "2",
         "--calibrate",
         SHARED / "happy" / "celeba_smile_test.h5",
+        "--evaluate",
+        labelled,
         timeout=600,
         env={**__import__("os").environ, "HOME": str(tmp_path)},  # crop cache under the test's home
     )
@@ -190,7 +197,12 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
         (2, 1),
         (2, 2),
     ]
+    # --evaluate goes through facesort's own path, into the card and its page.
+    assert card["fourclass"]["images"] == 12 and set(card["metrics"]["four-class"]) == {"labelled"}
+    assert "labelled (women)" in card["metrics"]["emotion"] and "labelled" in card["metrics"]["gender"]
+    assert card["crop"]["detector"].startswith("auto")
     assert (out / "MODEL_CARD.md").is_file() and (out / "curves.png").is_file()
+    assert "four classes, labelled" in (out / "MODEL_CARD.md").read_text()
     assert "model figures" in proc.stderr  # the closing table
     result = run_cli("classify", example_photos()[0], "--model", out)
     assert result.returncode == 0

@@ -387,26 +387,6 @@ def train(cfg: TrainConfig, report=print) -> dict:
     p = _predict(unified, np.asarray(vx))["gender"]
     metrics["gender"]["validation"] = _accuracy(p, vy)
     confusions["gender, validation"] = binary_confusion(vy, p, ("female", "male"))
-    fourclass = None
-    if cfg.evaluate:
-        # Measured through facesort's own path (ONNX model, face detection), with its definitions.
-        report("stage", f"measuring on {cfg.evaluate} (reporting only)")
-        from facesort.detect import make_detector
-        from facesort.evaluate import metrics as four_metrics
-        from facesort.evaluate import predict_folder
-        from facesort.model import Classifier
-
-        (out / CARD_FILE).write_text(
-            json.dumps({"classes": list(CLASSES), "input": {"size": size}, "crop": {"scale": CROP_SCALE}})
-        )
-        y_true, y_pred = predict_folder(cfg.evaluate, Classifier(out, device="cpu"), make_detector("auto"))
-        fourclass = four_metrics(y_true, y_pred) | {"folder": str(cfg.evaluate)}
-        metrics["four-class"] = {Path(cfg.evaluate).name: fourclass["accuracy"]}
-        metrics["emotion"][f"{Path(cfg.evaluate).name} (women)"] = fourclass["emotion_accuracy_women"]
-        metrics["emotion"][f"{Path(cfg.evaluate).name} (men)"] = fourclass["emotion_accuracy_men"]
-        metrics["gender"][Path(cfg.evaluate).name] = fourclass["gender_accuracy"]
-        confusions[f"four classes, {Path(cfg.evaluate).name}"] = fourclass
-
     import keras as _k
     import onnx
     import tensorflow as _tf
@@ -493,8 +473,28 @@ def train(cfg: TrainConfig, report=print) -> dict:
             "python": platform.python_version(),
         },
         "onnx_bytes": onnx_path.stat().st_size,
-        "fourclass": fourclass,
+        "fourclass": None,
     }
+    (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")  # complete but for --evaluate
+    if cfg.evaluate:
+        # Measured through facesort's own path (the ONNX model and card just written, face detection),
+        # with its definitions; for the card only.
+        report("stage", f"measuring on {cfg.evaluate} (reporting only)")
+        from facesort.detect import make_detector
+        from facesort.evaluate import metrics as four_metrics
+        from facesort.evaluate import predict_folder
+        from facesort.model import Classifier
+
+        y_true, y_pred = predict_folder(cfg.evaluate, Classifier(out, device="cpu"), make_detector("auto"))
+        fourclass = four_metrics(y_true, y_pred) | {"folder": str(cfg.evaluate)}
+        name = Path(cfg.evaluate).name
+        metrics = card["metrics"]
+        metrics["four-class"] = {name: fourclass["accuracy"]}
+        metrics["emotion"][f"{name} (women)"] = fourclass["emotion_accuracy_women"]
+        metrics["emotion"][f"{name} (men)"] = fourclass["emotion_accuracy_men"]
+        metrics["gender"][name] = fourclass["gender_accuracy"]
+        confusions[f"four classes, {name}"] = fourclass
+        card["fourclass"] = fourclass
     (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     write_markdown(card, out, confusions)
     unified.save(out / "keras_model.keras")
