@@ -442,6 +442,8 @@ def info(model: ModelOpt = None) -> None:
     training = card.get("training", {})
     summary["training"] = {k: training.get(k) for k in ("command", "approach", "seconds", "peak_memory_mb", "machine")}
     summary["versions"] = card.get("versions")
+    if card.get("remeasured"):
+        summary["remeasured"] = {k: card["remeasured"].get(k) for k in ("date", "command", "why")}
     console.print_json(json.dumps(summary))
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED, example_photos, needs_shared
 
 from facesort.crop import FaceBox
 from facesort.detect import AutoDetector, BlazeFaceDetector, HaarDetector, make_detector
 from facesort.images import read_image
-from tests.conftest import SHARED, example_photos, needs_shared
 
 
 def iou(a: FaceBox, b: FaceBox) -> float:

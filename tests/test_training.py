@@ -208,3 +208,45 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
     assert result.returncode == 0
     rows = result.stdout.splitlines()
     assert len(rows) >= 2 and ",ok," in rows[1]
+
+
+@needs_shared
+def test_remeasure_updates_a_cards_figures_and_keeps_the_old_ones(tmp_path):
+    from facesort.model import DEFAULT_MODEL_DIR
+
+    model = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, model)
+    labelled = tmp_path / "labelled"
+    for cls in ("HappyMale", "HappyFemale", "SadMale", "SadFemale"):
+        (labelled / cls).mkdir(parents=True)
+        for photo in sorted((SHARED / "fourclass_dev" / cls).iterdir())[:3]:
+            shutil.copy(photo, labelled / cls / photo.name)
+    gender = tmp_path / "gender"  # a flat female/male folder: 10% drawn as validation
+    for cls in ("female", "male"):
+        (gender / cls).mkdir(parents=True)
+        for photo in sorted((SHARED / "gender" / "Validation" / cls).iterdir())[:50]:
+            shutil.copy(photo, gender / cls / photo.name)
+    before = json.loads((model / "model.json").read_text())
+    env = {**__import__("os").environ, "HOME": str(tmp_path)}
+    args = ["--happy-test", SHARED / "happy" / "celeba_smile_test.h5", "--gender", gender, "--evaluate", labelled]
+    proc = run_cli_module("training.remeasure", model, *args, "--why", "a test.", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    card = json.loads((model / "model.json").read_text())
+    assert card["remeasured"]["previous_metrics"] == before["metrics"]
+    assert set(card["metrics"]["emotion"]) == {"celeba_smile_test", "labelled (women)", "labelled (men)"}
+    assert card["metrics"]["gender"]["validation"] > 0.8  # 10 real faces
+    # The four-class figures are those `facesort evaluate` gives for the same model and folder.
+    figures = tmp_path / "figures.json"
+    assert run_cli("evaluate", labelled, "--model", model, "--json", figures, env=env).returncode == 0
+    assert card["fourclass"]["accuracy"] == json.loads(figures.read_text())["accuracy"]
+    assert "a test." in (model / "MODEL_CARD.md").read_text()
+    assert '"why": "a test."' in run_cli("info", "--model", model).stdout
+
+
+def run_cli_module(module: str, *args, **kw):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=600, **kw
+    )

@@ -63,6 +63,7 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
         f"- input: `{card['input']['name']}`, uint8 RGB, (N, {card['input']['size']}, {card['input']['size']}, 3);"
         f" {card['input']['normalisation']}",
         f"- crop: {card['crop']['convention']}; scale {card['crop']['scale']}",
+        *([f"- detector: {card['crop']['detector']}"] if card["crop"].get("detector") else []),
         "- outputs: " + "; ".join(f"`{k}` {v}" for k, v in card["outputs"].items()),
         f"- classes, in order: {', '.join(card['classes'])}",
         f"- {card['architecture']['kind']}, {card['architecture']['parameters']:,} parameters, "
@@ -81,6 +82,14 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
         for data, value in values.items():
             if isinstance(value, float):
                 lines.append(f"| {task} | {data} | {value:.2%} |")
+    again = card.get("remeasured")
+    if again:
+        lines += [
+            "",
+            f"Figures measured again on {again['date']} by `{again['command']}`: {again['why']} "
+            "The stage-1 figures are from training and were not measured again; the figures before are in "
+            "model.json (`remeasured.previous_metrics`).",
+        ]
     cal = card.get("calibration")
     if cal:
         lines += [

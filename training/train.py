@@ -24,6 +24,7 @@ import numpy as np
 from facesort.crop import CROP_SCALE, INPUT_SIZE
 from facesort.model import CARD_FILE, CLASSES, MODEL_FILE
 from training.data import gender_crop_cache, gender_files, happy_crops, load_happy, sha256
+from training.measure import accuracy
 
 
 @dataclass
@@ -133,10 +134,6 @@ def _predict(model, x: np.ndarray, batch: int = 512) -> np.ndarray:
     return np.concatenate([np.asarray(o).reshape(-1) for o in out])
 
 
-def _accuracy(p: np.ndarray, y: np.ndarray) -> float:
-    return float(((p >= 0.5).astype(np.int64) == y).mean())
-
-
 def train(cfg: TrainConfig, report=print) -> dict:
     """Train, export and write the model card. Returns the card."""
     tf, keras = import_tensorflow()
@@ -232,7 +229,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
     def ensemble(x):
         return np.mean([_predict(t, x) for t in teachers], axis=0)
 
-    stage1 = {k: _accuracy(ensemble(x), tests[k].y) for k, x in test_crops.items()}
+    stage1 = {k: accuracy(ensemble(x), tests[k].y) for k, x in test_crops.items()}
     report("info", f"stage 1 emotion accuracy (ensemble of {cfg.teachers}): {stage1}")
 
     # ---- stage 2: transfer -----------------------------------------------------------------------
@@ -319,7 +316,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
             for _ in range(steps_per_epoch):
                 sums += [float(v) for v in step_transfer(*next(batches))]
             lg, ld, lh, ag = sums / steps_per_epoch
-            val = _accuracy(_predict(unified, np.asarray(vx))["gender"], vy)
+            val = accuracy(_predict(unified, np.asarray(vx))["gender"], vy)
             history["transfer"].append(
                 {
                     "gender_loss": lg,
@@ -355,7 +352,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
     calibration = uncalibrated = None
     if calibration_sets:
         report("stage", f"setting the happy/sad threshold on {', '.join(calibration_sets)}")
-        uncalibrated = {k: _accuracy(_predict(unified, x)["emotion"], tests[k].y) for k, x in test_crops.items()}
+        uncalibrated = {k: accuracy(_predict(unified, x)["emotion"], tests[k].y) for k, x in test_crops.items()}
         offset, table = choose_emotion_offset(
             {k: (_predict(unified, x)["emotion"], y) for k, (x, y) in calibration_sets.items()}
         )
@@ -376,17 +373,14 @@ def train(cfg: TrainConfig, report=print) -> dict:
     train_seconds = time.time() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    from training.card import binary_confusion, write_markdown
+    from training.card import write_markdown
+    from training.measure import add_fourclass, held_out_figures
 
-    metrics = {"emotion": {}, "gender": {}}
-    confusions = {}
-    for k, x in test_crops.items():
-        p = _predict(unified, x)["emotion"]
-        metrics["emotion"][k] = _accuracy(p, tests[k].y)
-        confusions[f"emotion, {k}"] = binary_confusion(tests[k].y, p, ("sad", "happy"))
-    p = _predict(unified, np.asarray(vx))["gender"]
-    metrics["gender"]["validation"] = _accuracy(p, vy)
-    confusions["gender, validation"] = binary_confusion(vy, p, ("female", "male"))
+    metrics, confusions = held_out_figures(
+        lambda x: _predict(unified, np.asarray(x)),
+        {k: (x, tests[k].y) for k, x in test_crops.items()},
+        (np.asarray(vx), vy),
+    )
     import keras as _k
     import onnx
     import tensorflow as _tf
@@ -475,26 +469,11 @@ def train(cfg: TrainConfig, report=print) -> dict:
         "onnx_bytes": onnx_path.stat().st_size,
         "fourclass": None,
     }
-    (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")  # complete but for --evaluate
     if cfg.evaluate:
         # Measured through facesort's own path (the ONNX model and card just written, face detection),
         # with its definitions; for the card only.
         report("stage", f"measuring on {cfg.evaluate} (reporting only)")
-        from facesort.detect import make_detector
-        from facesort.evaluate import metrics as four_metrics
-        from facesort.evaluate import predict_folder
-        from facesort.model import Classifier
-
-        y_true, y_pred = predict_folder(cfg.evaluate, Classifier(out, device="cpu"), make_detector("auto"))
-        fourclass = four_metrics(y_true, y_pred) | {"folder": str(cfg.evaluate)}
-        name = Path(cfg.evaluate).name
-        metrics = card["metrics"]
-        metrics["four-class"] = {name: fourclass["accuracy"]}
-        metrics["emotion"][f"{name} (women)"] = fourclass["emotion_accuracy_women"]
-        metrics["emotion"][f"{name} (men)"] = fourclass["emotion_accuracy_men"]
-        metrics["gender"][name] = fourclass["gender_accuracy"]
-        confusions[f"four classes, {name}"] = fourclass
-        card["fourclass"] = fourclass
+        add_fourclass(card, out, cfg.evaluate, confusions)
     (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     write_markdown(card, out, confusions)
     unified.save(out / "keras_model.keras")
