@@ -116,8 +116,8 @@ def _blaze_anchors() -> np.ndarray:
 @dataclass
 class BlazeFaceDetector:
     """MediaPipe's BlazeFace short-range model (Apache 2.0, converted to ONNX; see
-    facesort/models/detector/README.md): faces from about 15% of the photo's longer side, about 1 ms a
-    photo on one core. The photo is letterboxed to 128x128."""
+    facesort/models/detector/README.md): faces from about 15% of the photo's longer side, 1-3 ms a
+    photo. The photo is letterboxed to 128x128."""
 
     score_threshold: float = BLAZE_SCORE
     name = "blazeface"
