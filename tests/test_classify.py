@@ -225,3 +225,17 @@ def test_min_face_is_not_defeated_by_reduced_decoding():
     assert HaarDetector().max_decode_reduction() == 8  # default: faces from ~8% of the photo, any reduction
     assert HaarDetector(min_face=24).max_decode_reduction() == 1  # 24 px faces: decode at full size
     assert HaarDetector(min_face=100).max_decode_reduction() == 5  # 1/4 at most (100 px -> 25 px >= 20)
+
+
+def test_classify_never_imports_tensorflow(photos):
+    # Training's heavy stack stays out of the classify path (start-up time, and installs without the extra).
+    code = (
+        "import sys\n"
+        "from facesort.cli import main\n"
+        f"sys.argv = ['facesort', 'classify', {str(photos)!r}, '--out', '/dev/null', '-q']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'tf2onnx', 'h5py') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
