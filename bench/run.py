@@ -94,12 +94,12 @@ def bench_model(repeats: int) -> dict:
     return out
 
 
-def run_pipeline(paths, detector_name: str, workers: int, batch_size: int = 64):
+def run_pipeline(paths, detector_name: str, workers: int, batch_size: int = 64, device: str = "cpu"):
     from facesort.detect import make_detector
     from facesort.pipeline import Stats, classify_paths, pipeline_classifier
     from facesort.report import ReportWriter
 
-    clf = pipeline_classifier(device="cpu")  # as the CLI sets it up
+    clf = pipeline_classifier(device=device)  # as the CLI sets it up
     detector = make_detector(detector_name, crop_scale=clf.crop_scale)
     stats = Stats()
     sink = open(os.devnull, "w")
@@ -149,6 +149,105 @@ def bench_crops(repeats: int, workers: int) -> dict:
     runs = sorted(run_pipeline(paths, "none", workers, 64)[0] for _ in range(repeats))
     rate = len(paths) / runs[len(runs) // 2]
     return {"images": len(paths), "images_per_s": rate, "read_decode_only_per_s": floor, "ratio": rate / floor}
+
+
+GPU_BATCHES = (64, 256, 1024, 4096)
+GPU_PIPELINE_BATCH = 256
+
+
+def gpu_name() -> str:
+    try:
+        proc = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return proc.stdout.strip().splitlines()[0] if proc.returncode == 0 and proc.stdout.strip() else "unknown GPU"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown GPU (no nvidia-smi)"
+
+
+def bench_gpu(repeats: int, workers: int) -> dict:
+    """On an NVIDIA GPU, when ONNX Runtime really runs there (the session's providers, not
+    get_available_providers()): the model alone at large batches, and end to end with `workers` threads
+    decoding and detecting to feed it. Elsewhere: the reason it was not measured."""
+    from facesort.images import iter_image_files
+    from facesort.model import Classifier, ModelError
+
+    try:
+        clf = Classifier(device="cuda")
+    except ModelError as e:
+        return {
+            "skipped": "ONNX Runtime could not create a CUDA session (no GPU, driver or CUDA libraries)",
+            "error": str(e),
+        }
+    out = {
+        "machine": machine(),
+        "gpu": gpu_name(),
+        "providers": clf.providers,
+        "workers": workers,
+        "batch_size": GPU_PIPELINE_BATCH,
+        "model_only": {},
+        "end_to_end": [],
+    }
+    crops = real_crops(max(GPU_BATCHES))
+    for batch in GPU_BATCHES:
+        x = crops[:batch]
+        n = max(8, 65536 // batch)
+        for _ in range(3):  # warm-up: cuDNN chooses its algorithms per input shape
+            clf.predict(x)
+        out["model_only"][batch] = median_rate(lambda x=x, n=n: [clf.predict(x) for _ in range(n)], n * batch, repeats)
+    for folder, detector in (
+        (DATA / "wild_dev", "auto"),
+        (DATA / "fourclass_dev", "auto"),
+        (DATA / "gender" / "Validation", "none"),
+    ):
+        paths = list(iter_image_files([folder]))
+        runs = [run_pipeline(paths, detector, workers, GPU_PIPELINE_BATCH, "cuda") for _ in range(repeats)]
+        elapsed, stats = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+        out["end_to_end"].append(
+            {
+                "set": folder.name if folder.name != "Validation" else "gender/Validation",
+                "detector": detector,
+                "images": len(paths),
+                "images_per_s": len(paths) / elapsed,
+                "recall": 1 - stats.no_face / len(paths),
+            }
+        )
+    return out
+
+
+def gpu_markdown(g: dict | None) -> list[str]:
+    lines = ["", "## NVIDIA GPU (CUDA execution provider)", ""]
+    if not g or "skipped" in g:
+        reason = (g or {}).get("skipped", "not run")
+        return lines + [
+            f"Not measured on this machine: {reason}. `python -m bench --only gpu` on a machine with an NVIDIA GPU "
+            "(and the CUDA 13 and cuDNN libraries onnxruntime-gpu loads) measures the model alone at batches "
+            f"{', '.join(map(str, GPU_BATCHES))} and whole photos and crops end to end with one decoding thread per "
+            "core, and adds them here.",
+        ]
+    lines += [
+        f"Machine: {g['machine']}; GPU: {g['gpu']}; session providers: {', '.join(g['providers'])}."
+        + (f" Command: `{g['command']}`, {g['date']}." if "command" in g else ""),
+        "",
+        "| batch | faces/s, model only |",
+        "| ---: | ---: |",
+    ]
+    lines += [f"| {b} | {v:,.0f} |" for b, v in g["model_only"].items()]
+    lines += [
+        "",
+        f"End to end, {g['workers']} threads decoding and detecting, batches of {g['batch_size']} faces:",
+        "",
+        "| set | detector | images | images/s | recall (photos with a face) |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {e['set']} | {e['detector']} | {e['images']} | {e['images_per_s']:,.1f} | {e['recall']:.1%} |"
+        for e in g["end_to_end"]
+    ]
+    return lines
 
 
 def cli(*args: str) -> list[str]:
@@ -260,8 +359,9 @@ def write_markdown(results: dict, path: Path) -> None:
         f"on the {r['workers']} cores, and the decode threads need the same cores, so the two together cannot "
         f"exceed about 1 / (1/{best:,.0f} + 1/{c['read_decode_only_per_s']:,.0f}) = {bound:,.0f}/s, "
         f"{bound / c['read_decode_only_per_s']:.0%} of the floor.",
-        "",
     ]
+    lines += gpu_markdown(r.get("gpu"))
+    lines.append("")
     history = Path(__file__).with_name("history.md")
     if history.is_file():
         lines.append(history.read_text())
@@ -275,10 +375,30 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--only",
+        choices=("all", "gpu"),
+        default="all",
+        help="gpu: measure only the GPU section and put it into the existing results (--json) and BENCHMARKS.md",
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"benchmarks need {DATA}")
     from facesort.model import load_card
+
+    if args.only == "gpu":
+        if not args.json.is_file():
+            sys.exit(f"--only gpu adds to {args.json}; run the whole benchmark first")
+        results = json.loads(args.json.read_text())
+        print("GPU...", flush=True)
+        results["gpu"] = bench_gpu(args.repeats, args.workers) | {
+            "command": "python -m bench " + " ".join(sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        }
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        write_markdown(results, args.out)
+        print("\n".join(gpu_markdown(results["gpu"])))
+        return
 
     results = {
         "machine": machine(),
@@ -302,6 +422,8 @@ def main() -> None:
     results["memory"] = [] if args.skip_memory else [peak_memory(3_000), peak_memory(30_000)]
     print("start-up...", flush=True)
     results["startup"] = startup(5)
+    print("GPU...", flush=True)
+    results["gpu"] = bench_gpu(args.repeats, args.workers)
     args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     write_markdown(results, args.out)
     print(args.out.read_text())
