@@ -400,11 +400,18 @@ def show_metrics(figures: dict) -> None:
     from rich.table import Table
 
     console = Console()
-    head = Table(title=f"{figures['images']} labelled photos", show_header=False)
+    head = Table(title=f"{figures['images']} labelled photos")
+    for col in ("", "value", "95% interval"):
+        head.add_column(col, justify="right" if col else "left")
+    intervals = figures.get("interval_95", {})
     for key in ("accuracy", "emotion_accuracy", "gender_accuracy", "emotion_accuracy_women", "emotion_accuracy_men"):
-        value = figures[key]
-        head.add_row(key.replace("_", " "), "-" if value is None else f"{value:.2%}")
-    head.add_row("photos with no face found", str(figures["no_face"]))
+        value, interval = figures[key], intervals.get(key)
+        head.add_row(
+            key.replace("_", " "),
+            "-" if value is None else f"{value:.2%}",
+            f"{interval[0]:.1%} - {interval[1]:.1%}" if interval else "-",
+        )
+    head.add_row("photos with no face found", str(figures["no_face"]), "")
     console.print(head)
     per = Table(title="per class")
     for col in ("class", "precision", "recall", "F1", "photos"):

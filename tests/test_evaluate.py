@@ -9,7 +9,7 @@ import shutil
 import pytest
 from conftest import EXAMPLES, run_cli
 
-from facesort.evaluate import metrics
+from facesort.evaluate import metrics, wilson_interval
 
 
 def test_metrics_on_a_known_case():
@@ -25,6 +25,22 @@ def test_metrics_on_a_known_case():
     assert m["per_class"]["HappyMale"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2})
     assert m["confusion"]["counts"][0] == [1, 0, 1, 0, 0]  # HappyMale row
     assert m["confusion"]["counts"][1][4] == 1  # HappyFemale -> NoFace
+    # 95% intervals, each around its figure, over the photos it counts (3 women: wide).
+    for key in ("accuracy", "emotion_accuracy", "gender_accuracy", "emotion_accuracy_women", "emotion_accuracy_men"):
+        lo, hi = m["interval_95"][key]
+        assert 0.0 <= lo < m[key] < hi <= 1.0
+    assert m["interval_95"]["emotion_accuracy_women"][1] - m["interval_95"]["emotion_accuracy_women"][0] > 0.5
+
+
+def test_wilson_interval_matches_the_formula():
+    # 86 right of 100: the Wilson 95% interval (z = 1.96) is 0.7786 - 0.9147.
+    lo, hi = wilson_interval(86, 100)
+    assert lo == pytest.approx(0.7786, abs=2e-4) and hi == pytest.approx(0.9147, abs=2e-4)
+    assert wilson_interval(0, 0) is None
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0) and wilson_interval(0, 10)[0] == pytest.approx(0.0)
+    assert wilson_interval(10, 10)[0] > 0.65  # all right still leaves room below
+    # More photos, a narrower interval around the same accuracy.
+    assert wilson_interval(860, 1000)[1] - wilson_interval(860, 1000)[0] < hi - lo
 
 
 def test_evaluate_a_labelled_folder_agrees_with_classify(tmp_path):
