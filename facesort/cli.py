@@ -30,6 +30,11 @@ class Detector(str, Enum):
     none = "none"
 
 
+class TrainDetector(str, Enum):
+    auto = "auto"
+    haar = "haar"
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -481,6 +486,14 @@ def train(
         int, typer.Option(min=1, help="Stage-2 runs; each after the first is taught emotion by the one before.")
     ] = 1,
     max_gender_images: Annotated[int, typer.Option(min=0, help="Use at most this many gender images (0: all).")] = 0,
+    crop_detector: Annotated[
+        TrainDetector,
+        typer.Option(
+            "--detector",
+            help="Finds the faces in the training images. auto: as classify does by default; haar: the Haar "
+            "cascades, as models were trained before BlazeFace (the shipped model among them).",
+        ),
+    ] = TrainDetector.auto,
     seed: int = 0,
     evaluate_dir: Annotated[
         Path | None, typer.Option("--evaluate", help="Labelled four-class folder to measure, for the card only.")
@@ -506,6 +519,7 @@ def train(
         students=students,
         rounds=rounds,
         max_gender_images=max_gender_images,
+        detector=crop_detector.value,
         seed=seed,
         evaluate=str(evaluate_dir) if evaluate_dir else None,
     )

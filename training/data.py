@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from facesort.crop import CROP_SCALE, INPUT_SIZE, FaceBox, crop_face, whole_image_box
-from facesort.detect import AutoDetector
+from facesort.detect import AutoDetector, HaarDetector
 from facesort.images import ImageError, read_image
 
 GENDER_CLASSES = ("female", "male")  # label 0, 1
@@ -113,15 +113,35 @@ def sha256(path: str | os.PathLike) -> str:
 
 # ---- crops by the shared convention ---------------------------------------------------------------
 
+TrainingDetector = AutoDetector | HaarDetector
+TRAINING_DETECTORS = {
+    "auto": "auto: BlazeFace short-range, boxes mapped onto the Haar cascades' on tight crops; the Haar "
+    "cascades where it finds no face (facesort.detect)",
+    "haar": "haar: the Haar cascades (facesort.detect), as before BlazeFace; at inference the default is auto, "
+    "whose boxes are mapped onto these",
+}
+
+
+def training_detector(name: str) -> TrainingDetector:
+    """The detector that finds the faces in training images: `auto` (what `facesort classify` uses by
+    default) or `haar` (what models were trained with before BlazeFace, the shipped one among them)."""
+    if name == "auto":
+        return AutoDetector()
+    if name == "haar":
+        return HaarDetector()
+    raise DataError(f"unknown training detector {name!r}: use auto or haar")
+
 
 def _median_box(boxes: list[tuple[float, float, float, float]]) -> tuple[float, float, float, float]:
     return tuple(float(v) for v in np.median(np.array(boxes), axis=0))
 
 
-def happy_crops(x: np.ndarray, size: int = INPUT_SIZE, scale: float | None = None) -> tuple[np.ndarray, float]:
+def happy_crops(
+    x: np.ndarray, size: int = INPUT_SIZE, scale: float | None = None, detector: TrainingDetector | None = None
+) -> tuple[np.ndarray, float]:
     """Face crops of HDF5 images: the detected face, or where none is found the median detected box of
     the set (in relative coordinates). Returns (crops, fraction detected)."""
-    detector = AutoDetector()  # the detector `facesort classify` uses by default
+    detector = detector or AutoDetector()  # by default the detector `facesort classify` uses by default
     kw = {} if scale is None else {"scale": scale}
     found: list[FaceBox | None] = []
     rel = []
@@ -146,7 +166,7 @@ def happy_crops(x: np.ndarray, size: int = INPUT_SIZE, scale: float | None = Non
     return crops, len(rel) / max(1, len(x))
 
 
-def _gender_crop(path: str, detector: AutoDetector, size: int, kw: dict) -> tuple[np.ndarray | None, bool]:
+def _gender_crop(path: str, detector: TrainingDetector, size: int, kw: dict) -> tuple[np.ndarray | None, bool]:
     try:
         bgr = read_image(path)
     except ImageError:
@@ -165,12 +185,13 @@ def gender_crop_cache(
     scale: float | None = None,
     workers: int = 2,
     progress=None,
+    detector: TrainingDetector | None = None,
 ) -> tuple[np.memmap, np.ndarray, dict]:
     """Face crops of a folder dataset in an on-disk array, made once and reused (keyed by the file list
     and crop convention), so training streams batches from disk instead of holding the set in memory.
     Returns (crops memmap, labels, stats); unreadable images are dropped and counted in stats."""
     kw = {} if scale is None else {"scale": scale}
-    detector = AutoDetector()
+    detector = detector or AutoDetector()
     # The key covers everything that shapes a crop, so a changed convention or detector re-makes them.
     key = hashlib.sha256(json.dumps([files, size, scale, CROP_SCALE, detector.signature]).encode()).hexdigest()[:16]
     cache_dir = Path(cache_dir)

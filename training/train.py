@@ -23,7 +23,15 @@ import numpy as np
 
 from facesort.crop import CROP_SCALE, INPUT_SIZE
 from facesort.model import CARD_FILE, CLASSES, MODEL_FILE
-from training.data import gender_crop_cache, gender_files, happy_crops, load_happy, sha256
+from training.data import (
+    TRAINING_DETECTORS,
+    gender_crop_cache,
+    gender_files,
+    happy_crops,
+    load_happy,
+    sha256,
+    training_detector,
+)
 from training.measure import accuracy
 
 
@@ -50,6 +58,7 @@ class TrainConfig:
     mixup: float = 0.4  # largest mixing weight of mixup in stage 1 (0: off)
     learning_rate: float = 2e-3
     max_gender_images: int = 0  # 0 = all; for quick runs and tests
+    detector: str = "auto"  # finds the faces in the training images: auto or haar (training.data)
     evaluate: str | None = None  # labelled four-class folder, measured for the card only (never for selection)
     seed: int = 0
     workers: int = 2
@@ -157,12 +166,13 @@ def train(cfg: TrainConfig, report=print) -> dict:
 
     # ---- data ------------------------------------------------------------------------------------
     report("stage", "reading the happy/sad set")
+    detector = training_detector(cfg.detector)
     happy = load_happy(cfg.happy)
-    hx, det_happy = happy_crops(happy.x, size)
+    hx, det_happy = happy_crops(happy.x, size, detector=detector)
     hy = happy.y.astype(np.float32)
     # Held-out files, read and cropped once each (a file may be both --happy-test and --calibrate).
     held_out = {p: load_happy([p]) for p in dict.fromkeys([*cfg.happy_test, *cfg.calibrate])}
-    held_crops = {p: happy_crops(s.x, size)[0] for p, s in held_out.items()}
+    held_crops = {p: happy_crops(s.x, size, detector=detector)[0] for p, s in held_out.items()}
     tests = {Path(p).stem: held_out[p] for p in cfg.happy_test}
     test_crops = {Path(p).stem: held_crops[p] for p in cfg.happy_test}
     calibration_sets = {Path(p).stem: (held_crops[p], held_out[p].y) for p in cfg.calibrate}
@@ -172,8 +182,8 @@ def train(cfg: TrainConfig, report=print) -> dict:
     if cfg.max_gender_images:
         g_train = [g_train[i] for i in rng.permutation(len(g_train))[: cfg.max_gender_images]]
         g_val = [g_val[i] for i in rng.permutation(len(g_val))[: max(50, cfg.max_gender_images // 8)]]
-    gx, gy, g_stats = gender_crop_cache(g_train, cfg.cache, size, workers=cfg.workers)
-    vx, vy, v_stats = gender_crop_cache(g_val, cfg.cache, size, workers=cfg.workers)
+    gx, gy, g_stats = gender_crop_cache(g_train, cfg.cache, size, workers=cfg.workers, detector=detector)
+    vx, vy, v_stats = gender_crop_cache(g_val, cfg.cache, size, workers=cfg.workers, detector=detector)
 
     augment = tf.function(_augment_fn(tf, size))
     bce = keras.losses.BinaryCrossentropy(reduction="none")
@@ -404,8 +414,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
             "size": size,
             "convention": "square centred on the detected face box, scale x its larger side, "
             "border pixels repeated past the image edge (facesort.crop)",
-            "detector": "auto: BlazeFace short-range, boxes mapped onto the Haar cascades' on tight crops; "
-            "the Haar cascades where it finds no face (facesort.detect)",
+            "detector": TRAINING_DETECTORS[cfg.detector],
         },
         "outputs": {
             "p_happy": "(N,) P(happy)" + (" (threshold calibrated, see calibration)" if calibration else ""),
