@@ -13,7 +13,14 @@ from conftest import SHARED, example_photos, needs_shared, run_cli
 
 pytest.importorskip("tensorflow", reason="the train extra is not installed")
 
-from training.data import DataError, gender_crop_cache, gender_files, happy_crops, load_happy  # noqa: E402
+from training.data import (  # noqa: E402
+    DataError,
+    gender_crop_cache,
+    gender_files,
+    happy_crops,
+    load_happy,
+    training_detector,
+)
 
 
 def write_h5(path: Path, prefix: str = "train_set", n: int = 6, **overrides) -> Path:
@@ -93,6 +100,26 @@ def test_unreadable_gender_images_are_skipped_and_counted(tmp_path):
     crops, labels, stats = gender_crop_cache(files, tmp_path / "cache")
     assert stats["unreadable"] == 1 and len(crops) == len(files) - 1 == len(labels)
     assert crops.shape[1:] == (64, 64, 3)
+
+
+def test_training_crops_come_from_the_chosen_detector(tmp_path):
+    from facesort.crop import crop_face, whole_image_box
+    from facesort.detect import HaarDetector
+    from facesort.images import read_image
+
+    root = make_gender_folder(tmp_path / "g", "flat")
+    files = sorted((str(p), 1) for p in (root / "male").iterdir())
+    auto, _, _ = gender_crop_cache(files, tmp_path / "cache")
+    haar, _, _ = gender_crop_cache(files, tmp_path / "cache", detector=training_detector("haar"))
+    assert len(list((tmp_path / "cache").glob("*.u8"))) == 2  # one cache per detector, never mixed up
+    for (path, _), crop in zip(files, haar):
+        bgr = read_image(path)
+        boxes = HaarDetector().detect(bgr)
+        box = boxes[0] if boxes else whole_image_box(bgr)
+        np.testing.assert_array_equal(crop, crop_face(bgr, box)[..., ::-1])
+    assert not np.array_equal(np.asarray(auto), np.asarray(haar))  # whole photos: the detectors differ
+    with pytest.raises(DataError, match="auto or haar"):
+        training_detector("blazeface")
 
 
 def test_train_with_bad_arguments_exits_2_with_one_sentence(tmp_path):
