@@ -452,7 +452,8 @@ def info(model: ModelOpt = None) -> None:
     keys = ("classes", "input", "crop", "outputs", "metrics", "calibration", "architecture")
     summary = {k: card[k] for k in keys if card.get(k) is not None}
     training = card.get("training", {})
-    summary["training"] = {k: training.get(k) for k in ("command", "approach", "seconds", "peak_memory_mb", "machine")}
+    training_keys = ("command", "approach", "seconds", "peak_memory_mb", "machine", "reproduce")
+    summary["training"] = {k: training[k] for k in training_keys if training.get(k) is not None}
     summary["versions"] = card.get("versions")
     if card.get("remeasured"):
         summary["remeasured"] = {k: card["remeasured"].get(k) for k in ("date", "command", "why")}

@@ -44,6 +44,11 @@ def curves_png(history: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def reproduce_line(r: dict) -> str:
+    """The model card's sentence on retraining the model at a later commit (model.json training.reproduce)."""
+    return f"Retrained on {r['date']} at commit `{r['commit']}` by `{r['command']}`: {r['result']}"
+
+
 def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
     """MODEL_CARD.md beside model.json; confusions maps a title to an evaluate-style figures dict."""
     images = []
@@ -113,6 +118,7 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
     lines += [
         "",
         f"Training: {t['seconds'] / 60:.1f} minutes, peak memory {t['peak_memory_mb']:.0f} MB on {t['machine']}.",
+        *(["", reproduce_line(t["reproduce"])] if t.get("reproduce") else []),
         "",
         "## Confusion matrices",
         "",
