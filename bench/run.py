@@ -115,11 +115,13 @@ def run_pipeline(paths, detector_name: str, workers: int, batch_size: int = 64, 
     return elapsed, stats
 
 
-def bench_photos(folder: Path, detector: str, repeats: int, workers: int) -> dict:
+def bench_photos(
+    folder: Path, detector: str, repeats: int, workers: int, batch_size: int = 64, device: str = "cpu"
+) -> dict:
     from facesort.images import iter_image_files
 
     paths = list(iter_image_files([folder]))
-    runs = [run_pipeline(paths, detector, workers) for _ in range(repeats)]
+    runs = [run_pipeline(paths, detector, workers, batch_size, device) for _ in range(repeats)]
     elapsed, stats = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
     total = sum(stats.seconds.values())
     return {
@@ -172,7 +174,6 @@ def bench_gpu(repeats: int, workers: int) -> dict:
     """On an NVIDIA GPU, when ONNX Runtime really runs there (the session's providers, not
     get_available_providers()): the model alone at large batches, and end to end with `workers` threads
     decoding and detecting to feed it. Elsewhere: the reason it was not measured."""
-    from facesort.images import iter_image_files
     from facesort.model import Classifier, ModelError
 
     try:
@@ -198,23 +199,9 @@ def bench_gpu(repeats: int, workers: int) -> dict:
         for _ in range(3):  # warm-up: cuDNN chooses its algorithms per input shape
             clf.predict(x)
         out["model_only"][batch] = median_rate(lambda x=x, n=n: [clf.predict(x) for _ in range(n)], n * batch, repeats)
-    for folder, detector in (
-        (DATA / "wild_dev", "auto"),
-        (DATA / "fourclass_dev", "auto"),
-        (DATA / "gender" / "Validation", "none"),
-    ):
-        paths = list(iter_image_files([folder]))
-        runs = [run_pipeline(paths, detector, workers, GPU_PIPELINE_BATCH, "cuda") for _ in range(repeats)]
-        elapsed, stats = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
-        out["end_to_end"].append(
-            {
-                "set": folder.name if folder.name != "Validation" else "gender/Validation",
-                "detector": detector,
-                "images": len(paths),
-                "images_per_s": len(paths) / elapsed,
-                "recall": 1 - stats.no_face / len(paths),
-            }
-        )
+    for name, detector in (("wild_dev", "auto"), ("fourclass_dev", "auto"), ("gender/Validation", "none")):
+        run = bench_photos(DATA / name, detector, repeats, workers, GPU_PIPELINE_BATCH, "cuda")
+        out["end_to_end"].append({k: run[k] for k in ("detector", "images", "images_per_s", "recall")} | {"set": name})
     return out
 
 

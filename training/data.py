@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from facesort.crop import CROP_SCALE, INPUT_SIZE, FaceBox, crop_face, whole_image_box
-from facesort.detect import AutoDetector, HaarDetector
+from facesort.detect import AutoDetector, HaarDetector, make_detector
 from facesort.images import ImageError, read_image
 
 GENDER_CLASSES = ("female", "male")  # label 0, 1
+CROP_CACHE = Path.home() / ".cache" / "facesort" / "crops"  # gender-set face crops, made once (gender_crop_cache)
 
 
 class DataError(Exception):
@@ -125,11 +126,9 @@ TRAINING_DETECTORS = {
 def training_detector(name: str) -> TrainingDetector:
     """The detector that finds the faces in training images: `auto` (what `facesort classify` uses by
     default) or `haar` (what models were trained with before BlazeFace, the shipped one among them)."""
-    if name == "auto":
-        return AutoDetector()
-    if name == "haar":
-        return HaarDetector()
-    raise DataError(f"unknown training detector {name!r}: use auto or haar")
+    if name not in TRAINING_DETECTORS:
+        raise DataError(f"unknown training detector {name!r}: use {' or '.join(TRAINING_DETECTORS)}")
+    return make_detector(name)
 
 
 def _median_box(boxes: list[tuple[float, float, float, float]]) -> tuple[float, float, float, float]:
@@ -141,7 +140,7 @@ def happy_crops(
 ) -> tuple[np.ndarray, float]:
     """Face crops of HDF5 images: the detected face, or where none is found the median detected box of
     the set (in relative coordinates). Returns (crops, fraction detected)."""
-    detector = detector or AutoDetector()  # by default the detector `facesort classify` uses by default
+    detector = detector or AutoDetector()  # the detector `facesort classify` uses by default
     kw = {} if scale is None else {"scale": scale}
     found: list[FaceBox | None] = []
     rel = []

@@ -22,7 +22,7 @@ import numpy as np
 
 from facesort.model import CARD_FILE, Classifier
 from training.card import write_markdown
-from training.data import gender_crop_cache, gender_files, happy_crops, load_happy
+from training.data import CROP_CACHE, TRAINING_DETECTORS, gender_crop_cache, gender_files, happy_crops, load_happy
 from training.measure import add_fourclass, held_out_figures
 
 
@@ -55,14 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         s = load_happy([f])
         tests[Path(f).stem] = (happy_crops(s.x, clf.input_size)[0], s.y)
     _, g_val = gender_files(gender, seed=config.get("seed", 0))
-    vx, vy, _ = gender_crop_cache(g_val, Path.home() / ".cache" / "facesort" / "crops", clf.input_size)
+    vx, vy, _ = gender_crop_cache(g_val, CROP_CACHE, clf.input_size)
     previous = card["metrics"]
     metrics, confusions = held_out_figures(predict, tests, (np.asarray(vx), vy))
     card["metrics"] = metrics | {k: v for k, v in previous.items() if k not in ("emotion", "gender", "four-class")}
-    card["crop"]["detector"] = (
-        "auto: BlazeFace short-range, boxes mapped onto the Haar cascades' on tight crops; "
-        "the Haar cascades where it finds no face (facesort.detect)"
-    )
+    card["crop"]["detector"] = TRAINING_DETECTORS["auto"]
     card["remeasured"] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": "python -m training.remeasure " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),

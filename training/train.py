@@ -24,6 +24,7 @@ import numpy as np
 from facesort.crop import CROP_SCALE, INPUT_SIZE
 from facesort.model import CARD_FILE, CLASSES, MODEL_FILE
 from training.data import (
+    CROP_CACHE,
     TRAINING_DETECTORS,
     gender_crop_cache,
     gender_files,
@@ -62,7 +63,7 @@ class TrainConfig:
     evaluate: str | None = None  # labelled four-class folder, measured for the card only (never for selection)
     seed: int = 0
     workers: int = 2
-    cache: str = str(Path.home() / ".cache" / "facesort" / "crops")
+    cache: str = str(CROP_CACHE)
 
 
 def import_tensorflow():
