@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -13,6 +15,19 @@ CLASSES = ("HappyMale", "HappyFemale", "SadMale", "SadFemale")
 MODEL_FILE = "model.onnx"
 CARD_FILE = "model.json"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+# How cuDNN picks convolution algorithms on CUDA. ONNX Runtime's default, EXHAUSTIVE, times every algorithm
+# for each new input shape; facesort's batches change shape (a flush ends where a photo's faces end), so
+# that search ran again and again. HEURISTIC asks cuDNN's heuristics once per shape instead (BENCHMARKS.md).
+CUDNN_SEARCH = "HEURISTIC"
+# On CUDA, the first run at a batch shape costs a session about 0.4 s (0.35-0.47 s measured on an H100, 1.3 s
+# with EXHAUSTIVE), and classify_paths' batches come in many sizes: batches there are padded with blank crops
+# to a few sizes, powers of two from this one up (BENCHMARKS.md).
+CUDA_MIN_BATCH = 64
+
+
+def padded_batch(n: int) -> int:
+    """The batch size a batch of n faces is padded to on CUDA: at least CUDA_MIN_BATCH, else a power of two."""
+    return max(CUDA_MIN_BATCH, 1 << max(0, n - 1).bit_length())
 
 
 class ModelError(Exception):
@@ -53,6 +68,20 @@ def load_card(model_dir: str | os.PathLike | None = None) -> dict:
     return card
 
 
+def preload_pip_cuda(ort) -> bool:
+    """Load the CUDA and cuDNN libraries that `pip install onnxruntime-gpu[cuda,cudnn]` puts in site-packages/nvidia/.
+
+    The CUDA provider finds only libraries on the loader's path; onnxruntime's own preload_dlls() loads the pip
+    copies first. Done only where such copies sit beside onnxruntime (else it would cost start-up and print for
+    nothing); what fails to load shows as the session falling back to CPU, so its messages are swallowed.
+    Returns whether it tried."""
+    if not hasattr(ort, "preload_dlls") or not (Path(ort.__file__).resolve().parent.parent / "nvidia").is_dir():
+        return False
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
+        ort.preload_dlls()
+    return True
+
+
 class Classifier:
     """Four-class face classifier: uint8 RGB face crops in, probabilities out, in batches."""
 
@@ -63,6 +92,7 @@ class Classifier:
         threads: int = 0,
         verbose: bool = False,
         spin: bool = True,
+        cudnn_search: str = CUDNN_SEARCH,
     ) -> None:
         import onnxruntime as ort  # deferred: `facesort --help` should not pay for it
 
@@ -82,9 +112,10 @@ class Classifier:
             # Between batches, inference threads sleep instead of spinning, handing the cores to the
             # threads that decode and detect (measured: crops end to end +8%, photos unchanged).
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
+        providers: list = ["CPUExecutionProvider"]
         if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
+            providers.insert(0, ("CUDAExecutionProvider", {"cudnn_conv_algo_search": cudnn_search}))
+            preload_pip_cuda(ort)
         try:
             self.session = ort.InferenceSession(
                 str(self.model_dir / MODEL_FILE), sess_options=options, providers=providers
@@ -111,7 +142,9 @@ class Classifier:
         """Classify a batch of uint8 RGB crops shaped (N, size, size, 3)."""
         if crops.ndim != 4 or crops.shape[1:] != (self.input_size, self.input_size, 3):
             raise ValueError(f"expected (N, {self.input_size}, {self.input_size}, 3), got {crops.shape}")
-        p_happy, p_male, probs = self.session.run(
-            ["p_happy", "p_male", "p_classes"], {self.input_name: np.ascontiguousarray(crops, np.uint8)}
-        )
-        return Predictions(p_happy.reshape(-1), p_male.reshape(-1), probs.reshape(-1, len(CLASSES)))
+        n = len(crops)
+        x = np.ascontiguousarray(crops, np.uint8)
+        if self.device == "cuda" and n and padded_batch(n) > n:
+            x = np.concatenate([x, np.zeros((padded_batch(n) - n, *x.shape[1:]), np.uint8)])
+        p_happy, p_male, probs = self.session.run(["p_happy", "p_male", "p_classes"], {self.input_name: x})
+        return Predictions(p_happy.reshape(-1)[:n], p_male.reshape(-1)[:n], probs.reshape(-1, len(CLASSES))[:n])

@@ -92,12 +92,12 @@ def _prepare(path: str, detector, size: int, scale: float, max_pixels: int) -> _
     return record
 
 
-def pipeline_classifier(model_dir=None, device: str = "auto", verbose: bool = False) -> Classifier:
+def pipeline_classifier(model_dir=None, device: str = "auto", verbose: bool = False, **options) -> Classifier:
     """The classifier set up to run beside classify_paths' decoding threads: ONNX Runtime on every core,
     its threads sleeping between batches (`spin=False`), so inference takes the cores whenever decoding
     leaves them idle. Measured on 2 cores with 2 decode threads: crops end to end 2,719/s with 1 spinning
     thread, 3,736/s with 2 sleeping ones; whole photos unchanged (BENCHMARKS.md)."""
-    return Classifier(model_dir, device=device, threads=usable_cores(), verbose=verbose, spin=False)
+    return Classifier(model_dir, device=device, threads=usable_cores(), verbose=verbose, spin=False, **options)
 
 
 def classify_paths(
