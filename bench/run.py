@@ -94,12 +94,13 @@ def bench_model(repeats: int) -> dict:
     return out
 
 
-def run_pipeline(paths, detector_name: str, workers: int, batch_size: int = 64, device: str = "cpu"):
+def run_pipeline(paths, detector_name: str, workers: int, batch_size: int = 64, device: str = "cpu", cudnn_search=None):
     from facesort.detect import make_detector
     from facesort.pipeline import Stats, classify_paths, pipeline_classifier
     from facesort.report import ReportWriter
 
-    clf = pipeline_classifier(device=device)  # as the CLI sets it up
+    options = {"cudnn_search": cudnn_search} if cudnn_search else {}
+    clf = pipeline_classifier(device=device, **options)  # as the CLI sets it up
     detector = make_detector(detector_name, crop_scale=clf.crop_scale)
     stats = Stats()
     sink = open(os.devnull, "w")
@@ -116,18 +117,30 @@ def run_pipeline(paths, detector_name: str, workers: int, batch_size: int = 64, 
 
 
 def bench_photos(
-    folder: Path, detector: str, repeats: int, workers: int, batch_size: int = 64, device: str = "cpu"
+    folder: Path,
+    detector: str,
+    repeats: int,
+    workers: int,
+    batch_size: int = 64,
+    device: str = "cpu",
+    min_images: int = 0,
+    cudnn_search: str | None = None,
 ) -> dict:
+    """Images per second through classify_paths over `folder` (over and over, up to `min_images`), the
+    median of `repeats` runs, with where the time went."""
     from facesort.images import iter_image_files
 
-    paths = list(iter_image_files([folder]))
-    runs = [run_pipeline(paths, detector, workers, batch_size, device) for _ in range(repeats)]
+    files = list(iter_image_files([folder]))
+    passes = max(1, -(-min_images // len(files)))
+    paths = files * passes
+    runs = [run_pipeline(paths, detector, workers, batch_size, device, cudnn_search) for _ in range(repeats)]
     elapsed, stats = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
     total = sum(stats.seconds.values())
     return {
         "set": folder.name,
         "detector": detector,
         "images": len(paths),
+        "passes": passes,
         "images_per_s": len(paths) / elapsed,
         "faces": stats.faces,
         "no_face": stats.no_face,
@@ -155,6 +168,10 @@ def bench_crops(repeats: int, workers: int) -> dict:
 
 GPU_BATCHES = (64, 256, 1024, 4096)
 GPU_PIPELINE_BATCH = 256
+# Each end-to-end run on the GPU goes over its set enough times to hold this many images: a pass over
+# wild_dev (200 photos) is over in a fraction of a second there.
+GPU_MIN_IMAGES = 3000
+GPU_SETS = (("wild_dev", "auto"), ("fourclass_dev", "auto"), ("gender/Validation", "none"))
 
 
 def gpu_name() -> str:
@@ -172,9 +189,10 @@ def gpu_name() -> str:
 
 def bench_gpu(repeats: int, workers: int) -> dict:
     """On an NVIDIA GPU, when ONNX Runtime really runs there (the session's providers, not
-    get_available_providers()): the model alone at large batches, and end to end with `workers` threads
+    get_available_providers()): for facesort's cuDNN algorithm search and ONNX Runtime's default, the first
+    call at a new batch shape, the model alone at large batches, and end to end with `workers` threads
     decoding and detecting to feed it. Elsewhere: the reason it was not measured."""
-    from facesort.model import Classifier, ModelError
+    from facesort.model import CUDNN_SEARCH, Classifier, ModelError
 
     try:
         clf = Classifier(device="cuda")
@@ -189,19 +207,43 @@ def bench_gpu(repeats: int, workers: int) -> dict:
         "providers": clf.providers,
         "workers": workers,
         "batch_size": GPU_PIPELINE_BATCH,
-        "model_only": {},
-        "end_to_end": [],
+        "default_search": CUDNN_SEARCH,
+        "searches": {},
     }
     crops = real_crops(max(GPU_BATCHES))
-    for batch in GPU_BATCHES:
-        x = crops[:batch]
-        n = max(8, 65536 // batch)
-        for _ in range(3):  # warm-up: cuDNN chooses its algorithms per input shape
-            clf.predict(x)
-        out["model_only"][batch] = median_rate(lambda x=x, n=n: [clf.predict(x) for _ in range(n)], n * batch, repeats)
-    for name, detector in (("wild_dev", "auto"), ("fourclass_dev", "auto"), ("gender/Validation", "none")):
-        run = bench_photos(DATA / name, detector, repeats, workers, GPU_PIPELINE_BATCH, "cuda")
-        out["end_to_end"].append({k: run[k] for k in ("detector", "images", "images_per_s", "recall")} | {"set": name})
+    for search in dict.fromkeys((CUDNN_SEARCH, "HEURISTIC", "EXHAUSTIVE")):
+        clf = Classifier(device="cuda", cudnn_search=search)
+        clf.predict(crops[:1])
+        first = {}
+        for shape in (203, 257):  # shapes a flush of classify_paths can have
+            t = time.perf_counter()
+            clf.predict(crops[:shape])
+            first[shape] = 1000 * (time.perf_counter() - t)
+        res = {"first_call_ms": first, "model_only": {}, "end_to_end": []}
+        print(f"  cudnn_conv_algo_search={search}: first call {first} ms", flush=True)
+        for batch in GPU_BATCHES:
+            x = crops[:batch]
+            n = max(8, 65536 // batch)
+            for _ in range(3):  # warm-up: a new shape may start cuDNN's search
+                clf.predict(x)
+            res["model_only"][batch] = median_rate(
+                lambda x=x, n=n, clf=clf: [clf.predict(x) for _ in range(n)], n * batch, repeats
+            )
+            print(f"    model only, batch {batch}: {res['model_only'][batch]:,.0f} faces/s", flush=True)
+        # End to end, the slower setting only once: it is the comparison, not the product.
+        runs = repeats if search == CUDNN_SEARCH else 1
+        for name, detector in GPU_SETS:
+            run = bench_photos(DATA / name, detector, runs, workers, GPU_PIPELINE_BATCH, "cuda", GPU_MIN_IMAGES, search)
+            keep = ("detector", "images", "passes", "images_per_s", "recall", "stage_ms_per_image")
+            res["end_to_end"].append({k: run[k] for k in keep} | {"set": name})
+            print(f"    {name}: {run['images_per_s']:,.1f} images/s, ms/image {run['stage_ms_per_image']}", flush=True)
+        out["searches"][search] = res
+    # The same runs with the model on this machine's CPU cores instead: what the GPU adds.
+    out["cpu_end_to_end"] = []
+    for name, detector in GPU_SETS:
+        run = bench_photos(DATA / name, detector, 1, workers, GPU_PIPELINE_BATCH, "cpu", GPU_MIN_IMAGES)
+        out["cpu_end_to_end"].append(run["images_per_s"])
+        print(f"    CPU only, {name}: {run['images_per_s']:,.1f} images/s", flush=True)
     return out
 
 
@@ -215,24 +257,52 @@ def gpu_markdown(g: dict | None) -> list[str]:
             f"{', '.join(map(str, GPU_BATCHES))} and whole photos and crops end to end with one decoding thread per "
             "core, and adds them here.",
         ]
+    searches = g["searches"]
+    names = list(searches)
+    head = " | ".join(f"{n}{' (facesort)' if n == g['default_search'] else ''}" for n in names)
     lines += [
         f"Machine: {g['machine']}; GPU: {g['gpu']}; session providers: {', '.join(g['providers'])}."
         + (f" Command: `{g['command']}`, {g['date']}." if "command" in g else ""),
         "",
-        "| batch | faces/s, model only |",
-        "| ---: | ---: |",
-    ]
-    lines += [f"| {b} | {v:,.0f} |" for b, v in g["model_only"].items()]
-    lines += [
+        "cuDNN's convolution algorithm search (`cudnn_conv_algo_search`), facesort's choice against ONNX Runtime's "
+        "default. Model alone, faces/s, and the first call at a batch shape the session has not seen:",
         "",
-        f"End to end, {g['workers']} threads decoding and detecting, batches of {g['batch_size']} faces:",
-        "",
-        "| set | detector | images | images/s | recall (photos with a face) |",
-        "| --- | --- | ---: | ---: | ---: |",
+        f"| batch | {head} |",
+        "| ---: |" + " ---: |" * len(names),
     ]
     lines += [
-        f"| {e['set']} | {e['detector']} | {e['images']} | {e['images_per_s']:,.1f} | {e['recall']:.1%} |"
-        for e in g["end_to_end"]
+        f"| {b} | " + " | ".join(f"{searches[n]['model_only'][b]:,.0f}" for n in names) + " |"
+        for b in searches[names[0]]["model_only"]
+    ]
+    lines += [
+        f"| first call, {shape} faces | "
+        + " | ".join(f"{searches[n]['first_call_ms'][shape]:,.1f} ms" for n in names)
+        + " |"
+        for shape in searches[names[0]]["first_call_ms"]
+    ]
+    lines += [
+        "",
+        f"End to end, {g['workers']} threads decoding and detecting, batches of {g['batch_size']} faces, each run "
+        f"over a set as many times as it takes to reach {GPU_MIN_IMAGES:,} images; images/s:",
+        "",
+        f"| set | detector | images per run | recall | {head} | model on the CPU | decode + detect + crop, ms/image "
+        "| infer, ms/image |",
+        "| --- | --- | ---: | ---: |" + " ---: |" * len(names) + " ---: | ---: | ---: |",
+    ]
+    for i, e in enumerate(searches[names[0]]["end_to_end"]):
+        ms = searches[g["default_search"]]["end_to_end"][i]["stage_ms_per_image"]
+        cpu = sum(v for k, v in ms.items() if k in ("read", "decode", "detect", "crop"))
+        lines.append(
+            f"| {e['set']} | {e['detector']} | {e['images']:,} | {e['recall']:.1%} | "
+            + " | ".join(f"{searches[n]['end_to_end'][i]['images_per_s']:,.1f}" for n in names)
+            + f" | {g['cpu_end_to_end'][i]:,.1f} | {cpu:.2f} | {ms.get('infer', 0):.3f} |"
+        )
+    lines += [
+        "",
+        "Stage times are thread time per image: decode + detect + crop summed over the decoding threads, infer "
+        "in the one thread that feeds the GPU. images/s x infer ms/image / 1000 is the share of the run that "
+        "thread spent in ONNX Runtime (near 1: it held the others up); the same product for decoding, divided by "
+        "the number of threads, is how busy they were.",
     ]
     return lines
 
