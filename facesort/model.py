@@ -19,9 +19,9 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 # for each new input shape; facesort's batches change shape (a flush ends where a photo's faces end), so
 # that search ran again and again. HEURISTIC asks cuDNN's heuristics once per shape instead (BENCHMARKS.md).
 CUDNN_SEARCH = "HEURISTIC"
-# On CUDA, the first run at a batch shape costs a session about 0.4 s (0.35-0.47 s measured on an H100, 1.3 s
-# with EXHAUSTIVE), and classify_paths' batches come in many sizes: batches there are padded with blank crops
-# to a few sizes, powers of two from this one up (BENCHMARKS.md).
+# On CUDA, the first run at a batch shape costs a session about half a second (0.35-0.65 s measured on an
+# H100 with HEURISTIC, 1.3-1.5 s with EXHAUSTIVE), and classify_paths' batches come in many sizes: batches
+# there are padded with blank crops to a few sizes, powers of two from this one up (BENCHMARKS.md).
 CUDA_MIN_BATCH = 64
 
 
