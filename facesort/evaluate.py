@@ -84,13 +84,11 @@ def metrics(y_true: Iterable[str], y_pred: Iterable[str]) -> dict:
         "emotion_accuracy_women": (et == ep)[women],
         "emotion_accuracy_men": (et == ep)[men],
     }
+    # With no photos the overall figures are 0, and a figure over no women (or no men) is None.
+    empty = {"emotion_accuracy_women": None, "emotion_accuracy_men": None}
     return {
         "images": n,
-        "accuracy": float((t == p).mean()) if n else 0.0,
-        "emotion_accuracy": float((et == ep).mean()) if n else 0.0,
-        "gender_accuracy": float((gt == gp).mean()) if n else 0.0,
-        "emotion_accuracy_women": float((et[women] == ep[women]).mean()) if women.any() else None,
-        "emotion_accuracy_men": float((et[men] == ep[men]).mean()) if men.any() else None,
+        **{k: float(h.mean()) if h.size else empty.get(k, 0.0) for k, h in hits.items()},
         "no_face": int((p == NO_FACE).sum()),
         "interval_95": {k: wilson_interval(int(h.sum()), len(h)) for k, h in hits.items()},
         "per_class": per_class,

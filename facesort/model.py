@@ -144,7 +144,8 @@ class Classifier:
             raise ValueError(f"expected (N, {self.input_size}, {self.input_size}, 3), got {crops.shape}")
         n = len(crops)
         x = np.ascontiguousarray(crops, np.uint8)
-        if self.device == "cuda" and n and padded_batch(n) > n:
-            x = np.concatenate([x, np.zeros((padded_batch(n) - n, *x.shape[1:]), np.uint8)])
+        pad = padded_batch(n) - n if self.device == "cuda" and n else 0
+        if pad:
+            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), np.uint8)])
         p_happy, p_male, probs = self.session.run(["p_happy", "p_male", "p_classes"], {self.input_name: x})
         return Predictions(p_happy.reshape(-1)[:n], p_male.reshape(-1)[:n], probs.reshape(-1, len(CLASSES))[:n])

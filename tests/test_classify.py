@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -172,6 +173,7 @@ def test_exit_codes(photos, tmp_path):
     assert run_cli("classify", photos, "--device", "tpu").returncode == 2
 
 
+@functools.cache
 def cuda_works() -> bool:
     """Whether ONNX Runtime really runs the model on a CUDA GPU here (the session's providers say)."""
     from facesort.model import Classifier, ModelError
@@ -286,7 +288,7 @@ def test_classify_never_imports_tensorflow(photos):
 
 def test_cuda_batch_padding_keeps_each_faces_result():
     """On CUDA, batches are padded with blank crops to a few sizes (each new shape costs a session about
-    0.4 s there): padding must give back exactly one result per real face, the one it gets unpadded. The
+    half a second there): padding must give back exactly one result per real face, the one it gets unpadded. The
     padding path is exercised here on a CPU session."""
     from facesort.model import Classifier, padded_batch
 
