@@ -213,7 +213,11 @@ function render(){
   });
   document.body.dataset.cards = cards;
   const imgs = [...grid.querySelectorAll('img')];
-  Promise.all(imgs.map(i => i.decode().then(() => 1, () => 0))).then(r => {
+  // Counted from load and error events, which settle within the page's loading (img.decode() does not).
+  const loaded = i => i.complete ? Promise.resolve(i.naturalWidth > 0 ? 1 : 0) : new Promise(done => {
+    i.onload = () => done(i.naturalWidth > 0 ? 1 : 0); i.onerror = () => done(0);
+  });
+  Promise.all(imgs.map(loaded)).then(r => {
     document.body.dataset.thumbsLoaded = r.reduce((a, b) => a + b, 0);
   });
 }

@@ -25,6 +25,25 @@ BROWSER_FLAGS = [
 ]
 
 
+def browser(profile: Path) -> list[str]:
+    return [CHROMIUM, *BROWSER_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000"]
+
+
+def rendered_dom(command: list[str], page: Path) -> str:
+    """The page's DOM once its script has counted the thumbnails that loaded.
+
+    The page counts them from load and error events, which Chromium's virtual time waits for (it
+    counted from img.decode() before, which settles outside it, and 5 of 30 dumps came too early).
+    A dump without the count at all is taken again, as a guard; a wrong count is never retried.
+    """
+    for _ in range(3):
+        dump = subprocess.run([*command, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+        dom = dump.stdout
+        if "data-thumbs-loaded=" in dom:
+            break
+    return dom
+
+
 @pytest.fixture
 def report(photos: Path, tmp_path: Path):
     (photos / "notes.jpg").write_text("not a photo")
@@ -77,14 +96,8 @@ def test_sort_writes_the_page_too(photos, tmp_path):
 def test_page_renders_in_a_real_browser(report, tmp_path):
     csv_path, page = report
     df = pd.read_csv(csv_path, keep_default_na=False)
-    profile = tmp_path / "profile"
-    common = [CHROMIUM, *BROWSER_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000"]
-    # img.decode() settles outside Chromium's virtual time, so a dump can come before the page has
-    # counted its thumbnails at all (the attribute is then missing, never wrong): render again then.
-    for _ in range(5):
-        dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
-        if "data-thumbs-loaded=" in dom:
-            break
+    common = browser(tmp_path / "profile")
+    dom = rendered_dom(common, page)
     faces = df[df.status == "ok"]
     assert f'data-cards="{len(faces)}"' in dom
     assert f'data-thumbs-loaded="{len(faces)}"' in dom  # every thumbnail decoded in the browser
@@ -113,18 +126,5 @@ def test_large_reports_keep_thumbnails_in_a_folder_beside_the_page(report, tmp_p
         assert face["t"].startswith("large_files/")
         assert (page.parent / face["t"]).stat().st_size > 500  # a real JPEG, found by relative path
     if CHROMIUM:
-        profile = tmp_path / "profile2"
-        dom = subprocess.run(
-            [
-                CHROMIUM,
-                *BROWSER_FLAGS,
-                f"--user-data-dir={profile}",
-                "--virtual-time-budget=5000",
-                "--dump-dom",
-                page.as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
+        dom = rendered_dom(browser(tmp_path / "profile2"), page)
         assert f'data-thumbs-loaded="{len(data["faces"])}"' in dom
