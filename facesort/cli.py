@@ -233,6 +233,7 @@ def classify(
     """Classify every face and write a report: one row per face (CSV or JSON Lines)."""
     from facesort.report import ReportWriter, result_row
 
+    _check_html_target(html_out)
     run = _Run(paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
     stream, close = _open_output(out)
     writer = ReportWriter(stream, fmt.value)
@@ -255,6 +256,16 @@ def classify(
     run.summary()
     if html_out:
         _write_html(kept, html_out, None if quiet else run.console)
+
+
+def _check_html_target(path: Path | None) -> None:
+    """Refuse an HTML page that cannot be written before the run, not after it (as --out does)."""
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        fail(f"cannot write {path}: no folder {path.parent}")
+    if path.is_dir():
+        fail(f"cannot write {path}: it is a folder")
 
 
 def _write_html(rows: list[dict], path: Path, console=None) -> None:
@@ -298,6 +309,7 @@ def sort_cmd(
     if sum((move, hardlink, symlink)) > 1:
         fail("choose one of --move, --hardlink, --symlink", 2)
     mode = "move" if move else "hardlink" if hardlink else "symlink" if symlink else "copy"
+    _check_html_target(html_out)
     run = _Run(
         paths,
         recursive,

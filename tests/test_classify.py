@@ -169,6 +169,10 @@ def test_exit_codes(photos, tmp_path):
     assert run_cli("classify", photos, "--model", tmp_path / "nomodel").returncode == 1
     proc = run_cli("classify", photos, "--out", tmp_path / "no" / "such" / "dir" / "r.csv")
     assert proc.returncode == 1 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
+    # A page that cannot be written is refused before the run, not after it: no report is left behind.
+    proc = run_cli("classify", photos, "--out", tmp_path / "r.csv", "--html", tmp_path / "no" / "r.html")
+    assert proc.returncode == 1 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r.csv").exists()
     assert run_cli("classify", photos, "--no-such-option").returncode == 2
     assert run_cli("classify", photos, "--device", "tpu").returncode == 2
 
