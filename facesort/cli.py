@@ -507,6 +507,13 @@ def train(
             "cascades, as models were trained before BlazeFace (the shipped model among them).",
         ),
     ] = TrainDetector.auto,
+    happy_detector: Annotated[
+        TrainDetector | None,
+        typer.Option(
+            "--happy-detector",
+            help="Finds the faces in the happy/sad images instead of --detector (the gender images keep it).",
+        ),
+    ] = None,
     seed: int = 0,
     evaluate_dir: Annotated[
         Path | None, typer.Option("--evaluate", help="Labelled four-class folder to measure, for the card only.")
@@ -533,6 +540,7 @@ def train(
         rounds=rounds,
         max_gender_images=max_gender_images,
         detector=crop_detector.value,
+        happy_detector=happy_detector.value if happy_detector else None,
         seed=seed,
         evaluate=str(evaluate_dir) if evaluate_dir else None,
     )

@@ -69,6 +69,7 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
         f" {card['input']['normalisation']}",
         f"- crop: {card['crop']['convention']}; scale {card['crop']['scale']}",
         *([f"- detector: {card['crop']['detector']}"] if card["crop"].get("detector") else []),
+        *([f"- happy/sad images: {card['crop']['happy_detector']}"] if card["crop"].get("happy_detector") else []),
         "- outputs: " + "; ".join(f"`{k}` {v}" for k, v in card["outputs"].items()),
         f"- classes, in order: {', '.join(card['classes'])}",
         f"- {card['architecture']['kind']}, {card['architecture']['parameters']:,} parameters, "

@@ -60,6 +60,7 @@ class TrainConfig:
     learning_rate: float = 2e-3
     max_gender_images: int = 0  # 0 = all; for quick runs and tests
     detector: str = "auto"  # finds the faces in the training images: auto or haar (training.data)
+    happy_detector: str | None = None  # finds them in the happy/sad images instead, where set
     evaluate: str | None = None  # labelled four-class folder, measured for the card only (never for selection)
     seed: int = 0
     workers: int = 2
@@ -168,12 +169,13 @@ def train(cfg: TrainConfig, report=print) -> dict:
     # ---- data ------------------------------------------------------------------------------------
     report("stage", "reading the happy/sad set")
     detector = training_detector(cfg.detector)
+    happy_detector = training_detector(cfg.happy_detector) if cfg.happy_detector else detector
     happy = load_happy(cfg.happy)
-    hx, det_happy = happy_crops(happy.x, size, detector=detector)
+    hx, det_happy = happy_crops(happy.x, size, detector=happy_detector)
     hy = happy.y.astype(np.float32)
     # Held-out files, read and cropped once each (a file may be both --happy-test and --calibrate).
     held_out = {p: load_happy([p]) for p in dict.fromkeys([*cfg.happy_test, *cfg.calibrate])}
-    held_crops = {p: happy_crops(s.x, size, detector=detector)[0] for p, s in held_out.items()}
+    held_crops = {p: happy_crops(s.x, size, detector=happy_detector)[0] for p, s in held_out.items()}
     tests = {Path(p).stem: held_out[p] for p in cfg.happy_test}
     test_crops = {Path(p).stem: held_crops[p] for p in cfg.happy_test}
     calibration_sets = {Path(p).stem: (held_crops[p], held_out[p].y) for p in cfg.calibrate}
@@ -416,6 +418,11 @@ def train(cfg: TrainConfig, report=print) -> dict:
             "convention": "square centred on the detected face box, scale x its larger side, "
             "border pixels repeated past the image edge (facesort.crop)",
             "detector": TRAINING_DETECTORS[cfg.detector],
+            **(
+                {"happy_detector": TRAINING_DETECTORS[cfg.happy_detector]}
+                if cfg.happy_detector and cfg.happy_detector != cfg.detector
+                else {}
+            ),
         },
         "outputs": {
             "p_happy": "(N,) P(happy)" + (" (threshold calibrated, see calibration)" if calibration else ""),
