@@ -203,6 +203,8 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
         SHARED / "happy" / "celeba_smile_test.h5",
         "--evaluate",
         labelled,
+        "--happy-detector",
+        "haar",
         timeout=600,
         env={**__import__("os").environ, "HOME": str(tmp_path)},  # crop cache under the test's home
     )
@@ -227,7 +229,7 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
     # --evaluate goes through facesort's own path, into the card and its page.
     assert card["fourclass"]["images"] == 12 and set(card["metrics"]["four-class"]) == {"labelled"}
     assert "labelled (women)" in card["metrics"]["emotion"] and "labelled" in card["metrics"]["gender"]
-    assert card["crop"]["detector"].startswith("auto")
+    assert card["crop"]["detector"].startswith("auto") and card["crop"]["happy_detector"].startswith("haar")
     assert (out / "MODEL_CARD.md").is_file() and (out / "curves.png").is_file()
     assert "four classes, labelled" in (out / "MODEL_CARD.md").read_text()
     assert "model figures" in proc.stderr  # the closing table
