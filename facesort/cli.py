@@ -339,9 +339,7 @@ def sort_cmd(
             kept += [result_row(r) for r in rows]
         source = rows[0].path
         labels = destinations(rows, multi.value)
-        placements = [sorter.place(source, label) for label in labels] or [
-            Placement(source, "", "", "not sorted", rows[0].error)
-        ]
+        placements = sorter.place_all(source, labels) or [Placement(source, "", "", "not sorted", rows[0].error)]
         for p in placements:
             counts[p.action] = counts.get(p.action, 0) + 1
             if dry_run:

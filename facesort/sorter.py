@@ -71,8 +71,20 @@ class Sorter:
                 for tmp in folder.glob(f".*{TMP_SUFFIX}"):
                     tmp.unlink(missing_ok=True)
 
-    def place(self, source: str, label: str) -> Placement:
-        """Put `source` into the `label` folder under a free name, or find it already there."""
+    def place_all(self, source: str, labels: list[str]) -> list[Placement]:
+        """Put `source` into each of the `labels` folders. A move into several copies it into all but the
+        last and moves it there, and removes the source only once every folder has it."""
+        if self.mode != "move" or len(labels) < 2:
+            return [self.place(source, label) for label in labels]
+        placements = [self.place(source, label, mode="copy") for label in labels[:-1]]
+        if any(p.action == "not sorted" for p in placements):
+            return [*placements, Placement(source, "", labels[-1], "not sorted", "not moved: a copy failed")]
+        return [*placements, self.place(source, labels[-1])]
+
+    def place(self, source: str, label: str, mode: str | None = None) -> Placement:
+        """Put `source` into the `label` folder under a free name (by `mode`, the sorter's unless given),
+        or find it already there."""
+        mode = mode or self.mode
         src = Path(source)
         folder = self.into / label
         stem, suffix = os.path.splitext(src.name)
@@ -80,13 +92,13 @@ class Sorter:
             dest = folder / (src.name if k == 0 else f"{stem}-{k}{suffix}")
             if os.path.lexists(dest):
                 if _same_content(src, dest):
-                    return Placement(source, str(dest), label, "already there")
+                    return self._already_there(source, dest, label, mode)
                 continue
             if self.dry_run:
-                return Placement(source, str(dest), label, f"would {self.mode}")
+                return Placement(source, str(dest), label, f"would {mode}")
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                action = self._do(src, dest)
+                action = self._do(src, dest, mode)
             except FileExistsError:
                 continue  # taken since we looked: try the next name
             except OSError as e:
@@ -94,14 +106,35 @@ class Sorter:
             return Placement(source, str(dest), label, action)
         return Placement(source, "", label, "not sorted", "no free name")
 
-    def _do(self, src: Path, dest: Path) -> str:
-        if self.mode == "symlink":
+    def _already_there(self, source: str, dest: Path, label: str, mode: str) -> Placement:
+        """A move killed between placing a file and removing its source left both: finish it. Only where
+        the destination is a real file of its own (not a symlink, not the source's own name), so that
+        removing the source cannot take the only copy."""
+        src = Path(source)
+        finish = (
+            mode == "move"
+            and not os.path.islink(dest)
+            and os.path.realpath(src) != os.path.realpath(dest)
+            and not os.path.islink(src)
+        )
+        if not finish:
+            return Placement(source, str(dest), label, "already there")
+        if self.dry_run:
+            return Placement(source, str(dest), label, "would move")
+        try:
+            os.unlink(src)
+        except OSError as e:
+            return Placement(source, str(dest), label, "not sorted", e.strerror or str(e))
+        return Placement(source, str(dest), label, "moved")
+
+    def _do(self, src: Path, dest: Path, mode: str) -> str:
+        if mode == "symlink":
             os.symlink(os.path.abspath(src), dest)
             return "symlinked"
-        if self.mode == "hardlink":
+        if mode == "hardlink":
             os.link(src, dest)
             return "hardlinked"
-        if self.mode == "move":
+        if mode == "move":
             try:
                 os.link(src, dest)  # same filesystem: the move is a link, then the unlink
             except OSError as e:
