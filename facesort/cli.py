@@ -187,6 +187,14 @@ class _Run:
             progress.update(task, completed=self.stats.files)
 
     def summary(self, title: str = "facesort") -> None:
+        if self.stats.files == 0:  # a wrong folder, or photos one level down with --no-recursive
+            where = ", ".join(str(p) for p in self.paths)
+            how = "top level only, --no-recursive" if not self.recursive else "subfolders included"
+            self.console.print(
+                f"[yellow]warning:[/] no image files found in {where} ({how}; "
+                "images are found by extension: .jpg, .png, .webp, ...)",
+                highlight=False,
+            )
         if self.quiet:
             return
         from rich.table import Table

@@ -165,6 +165,13 @@ def test_batch_size_does_not_change_results(photos):
     assert np.allclose(a.p_happy.to_numpy(float), b.p_happy.to_numpy(float), atol=atol)
 
 
+def test_a_folder_without_images_gets_a_warning_not_silence(tmp_path):
+    (tmp_path / "notes.txt").write_text("no photos here")
+    proc = run_cli("classify", tmp_path, "-q")
+    assert proc.returncode == 0 and proc.stdout.count("\n") == 1  # the header only
+    assert "no image files found" in proc.stderr
+
+
 def test_exit_codes(photos, tmp_path):
     assert run_cli("classify", photos, "--model", tmp_path / "nomodel").returncode == 1
     proc = run_cli("classify", photos, "--out", tmp_path / "no" / "such" / "dir" / "r.csv")
