@@ -8,13 +8,18 @@ for row in classify_paths(iter_image_files(["photos/"]), clf, AutoDetector()):
 
 from __future__ import annotations
 
+import os
+
 __version__ = "0.1.0"
+
+# ONNX Runtime 1.29 and later, on Linux and macOS too, write a device ID and an event store under ~/.cache and
+# send usage and error events (the OS, the program's path) to Microsoft, unless this is set before onnxruntime is
+# imported. A tool that reads people's photos does not do that on their behalf; to allow it, set it to 0.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
 def usable_cores() -> int:
     """The CPU cores this process may run on (its affinity, where the OS says)."""
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -165,6 +165,14 @@ def test_batch_size_does_not_change_results(photos):
     assert np.allclose(a.p_happy.to_numpy(float), b.p_happy.to_numpy(float), atol=atol)
 
 
+def test_onnx_runtime_telemetry_is_off_unless_the_user_allows_it(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    proc = run_cli("classify", example_photos()[0], env={**env, "HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / ".cache" / "Microsoft").exists()  # no device ID, no event store
+    assert "telemetry" not in proc.stderr
+
+
 def test_a_folder_without_images_gets_a_warning_not_silence(tmp_path):
     (tmp_path / "notes.txt").write_text("no photos here")
     proc = run_cli("classify", tmp_path, "-q")
