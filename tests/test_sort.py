@@ -137,13 +137,18 @@ def test_a_move_cut_short_after_placing_is_finished_by_the_next_run(photos, tmp_
     assert row["action"] == "moved" and row["destination"] == str(dest)
 
 
-def test_a_move_never_removes_a_source_that_only_a_symlink_points_to(photos, tmp_path):
+def test_a_move_never_removes_a_source_that_is_its_only_copy(photos, tmp_path):
     into = tmp_path / "SORTED"
     before = snapshot(photos)
     run_cli("sort", photos, "--into", into, "--symlink")
     assert run_cli("sort", photos, "--into", into, "--move").returncode == 0
     assert snapshot(photos) == before  # the links in SORTED are all that point at them: kept
     assert all(p.is_symlink() and p.exists() for p in placed(into))
+    # A photo named inside SORTED, already in its class folder: it is its own destination, and stays.
+    run_cli("sort", photos, "--into", tmp_path / "C")
+    inside = placed(tmp_path / "C")[0]
+    assert run_cli("sort", inside, "--into", tmp_path / "C", "--move").returncode == 0
+    assert inside.is_file() and sort_report(tmp_path / "C")[-1]["action"] == "already there"
 
 
 def test_move_with_multi_all_puts_a_group_photo_in_every_class_then_removes_it(tmp_path):
