@@ -12,9 +12,9 @@ import os
 
 __version__ = "0.1.0"
 
-# ONNX Runtime 1.29 and later, on Linux and macOS too, write a device ID and an event store under ~/.cache and
-# send usage and error events (the OS, the program's path) to Microsoft, unless this is set before onnxruntime is
-# imported. A tool that reads people's photos does not do that on their behalf; to allow it, set it to 0.
+# ONNX Runtime 1.29 and later, on Linux too, write a device ID and an event store under ~/.cache/Microsoft,
+# queueing usage and error events (the OS, the program's path) to send to Microsoft, unless this is set before
+# onnxruntime is imported. A tool that reads people's photos does not do that on their behalf; 0 allows it.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
