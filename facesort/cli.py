@@ -467,7 +467,7 @@ def info(model: ModelOpt = None) -> None:
 
     console = Console()
     console.print(f"[bold]{card.get('name', 'model')}[/] in {model or DEFAULT_MODEL_DIR}")
-    keys = ("classes", "input", "crop", "outputs", "metrics", "calibration", "architecture")
+    keys = ("classes", "input", "crop", "outputs", "metrics", "calibration", "gender_threshold", "architecture")
     summary = {k: card[k] for k in keys if card.get(k) is not None}
     training = card.get("training", {})
     training_keys = ("command", "approach", "seconds", "peak_memory_mb", "machine", "reproduce")
@@ -495,6 +495,14 @@ def train(
             help="Labelled happy/sad HDF5 file(s) that set the happy/sad threshold (an offset in the graph).",
         ),
     ] = None,
+    balance_gender: Annotated[
+        bool,
+        typer.Option(
+            "--balance-gender",
+            help="Set the male/female threshold (an offset in the graph) on the gender validation images, so "
+            "women and men are misread about equally often (the validation figure is then not independent).",
+        ),
+    ] = False,
     emotion_epochs: Annotated[int, typer.Option(min=1)] = 80,
     transfer_epochs: Annotated[int, typer.Option(min=1)] = 30,
     teachers: Annotated[int, typer.Option(min=1, help="Stage-1 emotion models averaged as the teacher.")] = 3,
@@ -539,6 +547,7 @@ def train(
         out=str(out),
         happy_test=[str(p) for p in happy_test or []],
         calibrate=[str(p) for p in calibrate or []],
+        balance_gender=balance_gender,
         emotion_epochs=emotion_epochs,
         transfer_epochs=transfer_epochs,
         teachers=teachers,

@@ -128,19 +128,38 @@ def test_train_with_bad_arguments_exits_2_with_one_sentence(tmp_path):
 
 
 def test_calibration_moves_the_threshold_to_where_both_classes_are_recalled():
-    from training.calibrate import balanced_accuracy, choose_emotion_offset, logit
+    from training.calibrate import balanced_accuracy, choose_offset, logit
 
     # Scores that lean to "sad": happy faces at logit -0.8..0.2, sad ones at -3..-1.2. Threshold 0 misses
     # most happy faces; an offset of +1 (logit threshold -1) separates the classes.
     y = np.array([1] * 6 + [0] * 6)
     p = 1 / (1 + np.exp(-np.r_[np.linspace(-0.8, 0.2, 6), np.linspace(-3.0, -1.2, 6)]))
     assert balanced_accuracy(p, y) < 0.75
-    offset, table = choose_emotion_offset({"leaning": (p, y)})
+    offset, table = choose_offset({"leaning": (p, y)})
     assert offset == 1.0 and table["leaning"]["after"] == 1.0
     assert np.allclose(logit(p), np.log(p / (1 - p)))
     # Already separated at 0: stays at 0 (ties go to the offset nearest 0).
-    assert choose_emotion_offset({"fine": (np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0]))})[0] == 0.0
-    assert choose_emotion_offset({}) == (0.0, {})
+    assert choose_offset({"fine": (np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0]))})[0] == 0.0
+    assert choose_offset({}) == (0.0, {})
+
+
+def test_gender_threshold_evens_out_the_errors_on_women_and_men():
+    from training.calibrate import gender_threshold
+
+    # Women's scores lean to "male" (logit -0.9..0.3, threshold 0 misreads a quarter of them); men's are
+    # at 0.6..3. An offset of -0.5 gets both right; the cross-fit chooses it on halves as well.
+    rng = np.random.default_rng(0)
+    women, men = rng.uniform(-0.9, 0.3, 200), rng.uniform(0.6, 3.0, 200)
+    y = np.r_[np.zeros(200), np.ones(200)]
+    p = 1 / (1 + np.exp(-np.r_[women, men]))
+    found = gender_threshold(p, y)
+    assert found["before"]["women"] < 0.8 and found["before"]["men"] == 1.0
+    assert found["gender_logit_offset"] == -0.5
+    assert found["after"] == {"accuracy": 1.0, "women": 1.0, "men": 1.0}
+    assert found["cross_fit"]["accuracy"] == 1.0 and found["cross_fit"]["offsets"] == [-0.5, -0.5]
+    assert found["images"] == 400
+    # Already even at 0: left at 0.
+    assert gender_threshold(np.array([0.1, 0.3, 0.7, 0.9]), np.array([0, 0, 1, 1]))["gender_logit_offset"] == 0.0
 
 
 def shipped_keras_model():
@@ -205,6 +224,7 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
         labelled,
         "--happy-detector",
         "haar",
+        "--balance-gender",
         timeout=600,
         env={**__import__("os").environ, "HOME": str(tmp_path)},  # crop cache under the test's home
     )
@@ -219,6 +239,10 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
     }
     offset = card["calibration"]["emotion_logit_offset"]
     assert -2 <= offset <= 2 and set(card["calibration"]["balanced_accuracy"]) == {"celeba_smile_test"}
+    threshold = card["gender_threshold"]
+    assert -2 <= threshold["gender_logit_offset"] <= 2
+    assert threshold["images"] == card["data"]["gender"]["validation_images"]
+    assert card["metrics"]["gender"]["validation"] == threshold["after"]["accuracy"]
     # One epoch per student (two, the default), two rounds.
     assert [(h["round"], h["student"]) for h in card["training"]["history"]["transfer"]] == [
         (1, 1),

@@ -106,11 +106,17 @@ def build_average_model(members: list[keras.Model], size: int = 64) -> keras.Mod
     return keras.Model(inputs, {"emotion": emotion, "gender": gender}, name="facesort_ensemble")
 
 
-def build_calibrated_model(model: keras.Model, emotion_offset: float, size: int = 64) -> keras.Model:
-    """`model` with its emotion logit moved by `emotion_offset` (training.calibrate); unchanged at 0."""
-    if not emotion_offset:
+def build_calibrated_model(
+    model: keras.Model, emotion_offset: float = 0.0, gender_offset: float = 0.0, size: int = 64
+) -> keras.Model:
+    """`model` with its emotion and gender logits moved by the offsets (training.calibrate); unchanged at 0."""
+    if not emotion_offset and not gender_offset:
         return model
     inputs = keras.Input((size, size, 3), dtype="uint8", name="image")
     out = model(inputs)
-    emotion = LogitShift(emotion_offset, name="emotion_calibrated")(out["emotion"])
-    return keras.Model(inputs, {"emotion": emotion, "gender": out["gender"]}, name="facesort_calibrated")
+    emotion, gender = out["emotion"], out["gender"]
+    if emotion_offset:
+        emotion = LogitShift(emotion_offset, name="emotion_calibrated")(emotion)
+    if gender_offset:
+        gender = LogitShift(gender_offset, name="gender_calibrated")(gender)
+    return keras.Model(inputs, {"emotion": emotion, "gender": gender}, name="facesort_calibrated")
