@@ -384,7 +384,17 @@ def report(
 
 @app.command()
 def evaluate(
-    folder: Annotated[Path, typer.Argument(help="Folder with HappyMale/, HappyFemale/, SadMale/, SadFemale/.")],
+    folder: Annotated[
+        Path, typer.Argument(help="Folder with HappyMale/, HappyFemale/, SadMale/, SadFemale/ (or see --labels).")
+    ],
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="CSV file labelling the photos instead of class folders: columns file (relative to FOLDER) and "
+            "class (HappyMale, HappyFemale, SadMale or SadFemale); only the photos it names are measured.",
+        ),
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,
     plots: Annotated[Path | None, typer.Option("--plots", help="Write the confusion matrix PNG here.")] = None,
     detector: DetectorOpt = Detector.auto,
@@ -399,13 +409,24 @@ def evaluate(
     """Measure the model on labelled photos: accuracy, per-class P/R/F1, confusion, emotion and gender."""
     import json
 
-    from facesort.evaluate import metrics, predict_folder
+    from facesort.evaluate import labelled_files, metrics, predict_folder
 
-    run = _Run([folder], True, detector, min_face, device, batch_size, workers, model, MAX_PIXELS, verbose, quiet)
     try:
-        y_true, y_pred = predict_folder(folder, run.classifier, run.detector, batch_size, workers)
+        files = labelled_files(folder, labels)
     except ValueError as e:
         fail(str(e), 2)
+    run = _Run([folder], True, detector, min_face, device, batch_size, workers, model, MAX_PIXELS, verbose, quiet)
+    errors: list[tuple[str, str]] = []
+    y_true, y_pred = predict_folder(
+        folder, run.classifier, run.detector, batch_size, workers, files=files, errors=errors
+    )
+    if errors:
+        shown = "; ".join(f"{p}: {e}" for p, e in errors[:3]) + ("; ..." if len(errors) > 3 else "")
+        _err_console().print(
+            f"[yellow]warning:[/] {len(errors)} labelled photo(s) could not be read and count as no face found: "
+            f"{shown}",
+            highlight=False,
+        )
     figures = metrics(y_true, y_pred)
     show_metrics(figures)
     if json_out:

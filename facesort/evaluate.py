@@ -1,11 +1,13 @@
 """Accuracy against labelled photos: one definition of each metric, for `facesort evaluate` and the model card.
 
-A labelled folder holds HappyMale/, HappyFemale/, SadMale/ and SadFemale/ (what `sort` writes). Each photo
-is classified through the normal path; its prediction is the class of its largest face, or NoFace.
+A labelled folder holds HappyMale/, HappyFemale/, SadMale/ and SadFemale/ (what `sort` writes), or its
+photos are labelled by a CSV file with `file` and `class` columns. Each photo is classified through the
+normal path; its prediction is the class of its largest face, or NoFace.
 """
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,24 +15,57 @@ import numpy as np
 
 from facesort.images import iter_image_files
 from facesort.model import CLASSES
-from facesort.pipeline import classify_paths, group_by_image, image_label
+from facesort.pipeline import ERROR, classify_paths, group_by_image, image_label
 
 NO_FACE = "NoFace"
 PREDICTED = (*CLASSES, NO_FACE)
 
 
-def labelled_files(folder: str | Path) -> list[tuple[Path, str]]:
-    """(path, true class) for every image under folder/<class>/."""
+def labelled_files(folder: str | Path, labels: str | Path | None = None) -> list[tuple[Path, str]]:
+    """(path, true class) for every image under folder/<class>/, or for every row of the `labels` CSV
+    (`file`: a path relative to folder, or absolute; `class`: one of CLASSES, in any letter case).
+    Raises ValueError with one sentence for what cannot be used."""
     folder = Path(folder)
-    found = [(p, c) for c in CLASSES if (folder / c).is_dir() for p in iter_image_files([folder / c])]
+    if labels is None:
+        found = [(p, c) for c in CLASSES if (folder / c).is_dir() for p in iter_image_files([folder / c])]
+        if not found:
+            raise ValueError(f"{folder} has no images in {', '.join(CLASSES)} folders")
+        return found
+    by_name = {c.lower(): c for c in CLASSES}
+    try:
+        with open(labels, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = {"file", "class"} - set(reader.fieldnames or ())
+            if missing:
+                raise ValueError(f"{labels} needs the columns file and class (missing: {', '.join(sorted(missing))})")
+            found, seen = [], set()
+            for line, row in enumerate(reader, start=2):
+                name, cls = (row.get("file") or "").strip(), (row.get("class") or "").strip()
+                if not name:
+                    raise ValueError(f"{labels}, line {line}: no file named")
+                if cls.lower() not in by_name:
+                    raise ValueError(f"{labels}, line {line}: class {cls!r} is not one of {', '.join(CLASSES)}")
+                path = folder / name
+                if path in seen:
+                    raise ValueError(f"{labels}, line {line}: {name} is labelled twice")
+                seen.add(path)
+                found.append((path, by_name[cls.lower()]))
+    except OSError as e:
+        raise ValueError(f"{labels}: {e.strerror or e}") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{labels} is not a readable CSV file ({e})") from None
     if not found:
-        raise ValueError(f"{folder} has no images in {', '.join(CLASSES)} folders")
+        raise ValueError(f"{labels} labels no photos")
     return found
 
 
-def predict_folder(folder, classifier, detector, batch_size: int = 64, workers: int = 2, stats=None):
-    """(true labels, predicted labels) for a labelled folder, predictions NoFace where no face was found."""
-    files = labelled_files(folder)
+def predict_folder(
+    folder, classifier, detector, batch_size: int = 64, workers: int = 2, stats=None, files=None, errors=None
+):
+    """(true labels, predicted labels) for a labelled folder (or the `files` of `labelled_files`),
+    predictions NoFace where no face was found. Photos that could not be read count as NoFace too;
+    `errors`, a list, receives (path, error) for each."""
+    files = labelled_files(folder) if files is None else files
     truth = {str(p): c for p, c in files}
     y_true, y_pred = [], []
     for rows in group_by_image(
@@ -38,6 +73,8 @@ def predict_folder(folder, classifier, detector, batch_size: int = 64, workers: 
     ):
         y_true.append(truth[rows[0].path])
         y_pred.append(image_label(rows) or NO_FACE)
+        if errors is not None and rows[0].status == ERROR:
+            errors.append((rows[0].path, rows[0].error))
     return y_true, y_pred
 
 

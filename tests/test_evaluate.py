@@ -60,6 +60,41 @@ def test_evaluate_a_labelled_folder_agrees_with_classify(tmp_path):
     right = sum(first[str(labelled / cls / name)] == cls for name, cls in labels.items())
     assert m["accuracy"] == pytest.approx(right / len(labels))
     assert "confusion" in proc.stdout and (tmp_path / "plots" / "confusion.png").stat().st_size > 1000
+    # The same photos labelled by a CSV file instead of class folders: the same figures.
+    by_csv = run_cli("evaluate", EXAMPLES, "--labels", EXAMPLES / "labels.csv", "--json", tmp_path / "c.json")
+    assert by_csv.returncode == 0, by_csv.stderr
+    assert json.loads((tmp_path / "c.json").read_text()) == m
+
+
+def test_evaluate_labels_file_mistakes_get_one_sentence(tmp_path):
+    def labels(text):
+        (tmp_path / "labels.csv").write_text(text)
+        return run_cli("evaluate", EXAMPLES, "--labels", tmp_path / "labels.csv")
+
+    name = sorted(p.name for p in EXAMPLES.glob("*.jpg"))[0]
+    for text, said in [
+        (f"file,label\n{name},HappyMale\n", "needs the columns file and class (missing: class)"),
+        (f"file,class\n{name},Happy\n", "line 2: class 'Happy' is not one of HappyMale"),
+        (f"file,class\n{name},happymale\n{name},SadMale\n", f"line 3: {name} is labelled twice"),
+        ("file,class\n", "labels no photos"),
+    ]:
+        proc = labels(text)
+        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    proc = run_cli("evaluate", EXAMPLES, "--labels", tmp_path / "absent.csv")
+    assert proc.returncode == 2 and "absent.csv: No such file" in proc.stderr
+
+
+def test_evaluate_counts_an_unreadable_labelled_photo_as_no_face_and_says_so(tmp_path):
+    name = sorted(p.name for p in EXAMPLES.glob("*.jpg"))[0]
+    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+    shutil.copy2(EXAMPLES / name, tmp_path / name)
+    (tmp_path / "labels.csv").write_text(f"file,class\nbroken.jpg,SadFemale\n{name},HappyFemale\nmissing.jpg,SadMale\n")
+    proc = run_cli("evaluate", tmp_path, "--labels", tmp_path / "labels.csv", "--json", tmp_path / "m.json")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["images"] == 3 and m["no_face"] == 2
+    assert "2 labelled photo(s) could not be read" in proc.stderr
+    assert "broken.jpg: not an image" in proc.stderr and "missing.jpg" in proc.stderr
 
 
 def test_evaluate_needs_class_folders(tmp_path):
