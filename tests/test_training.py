@@ -222,6 +222,8 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
         SHARED / "happy" / "celeba_smile_test.h5",
         "--evaluate",
         labelled,
+        "--detector",
+        "auto",
         "--happy-detector",
         "haar",
         "--balance-gender",
@@ -254,6 +256,7 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
     assert card["fourclass"]["images"] == 12 and set(card["metrics"]["four-class"]) == {"labelled"}
     assert "labelled (women)" in card["metrics"]["emotion"] and "labelled" in card["metrics"]["gender"]
     assert card["crop"]["detector"].startswith("auto") and card["crop"]["happy_detector"].startswith("haar")
+    assert card["crop"]["measured_with"].startswith("auto")  # held-out figures on classify's crops
     assert (out / "MODEL_CARD.md").is_file() and (out / "curves.png").is_file()
     assert "four classes, labelled" in (out / "MODEL_CARD.md").read_text()
     assert "model figures" in proc.stderr  # the closing table

@@ -68,8 +68,15 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
         f"- input: `{card['input']['name']}`, uint8 RGB, (N, {card['input']['size']}, {card['input']['size']}, 3);"
         f" {card['input']['normalisation']}",
         f"- crop: {card['crop']['convention']}; scale {card['crop']['scale']}",
-        *([f"- detector: {card['crop']['detector']}"] if card["crop"].get("detector") else []),
-        *([f"- happy/sad images: {card['crop']['happy_detector']}"] if card["crop"].get("happy_detector") else []),
+        *(
+            f"- {label}: {card['crop'][key]}"
+            for key, label in (
+                ("detector", "faces of the training images found by"),
+                ("happy_detector", "faces of the happy/sad images found by"),
+                ("measured_with", "figures measured on crops found by"),
+            )
+            if card["crop"].get(key)
+        ),
         "- outputs: " + "; ".join(f"`{k}` {v}" for k, v in card["outputs"].items()),
         f"- classes, in order: {', '.join(card['classes'])}",
         f"- {card['architecture']['kind']}, {card['architecture']['parameters']:,} parameters, "

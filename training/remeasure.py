@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = card["metrics"]
     metrics, confusions = held_out_figures(predict, tests, (np.asarray(vx), vy))
     card["metrics"] = metrics | {k: v for k, v in previous.items() if k not in ("emotion", "gender", "four-class")}
-    card["crop"]["detector"] = TRAINING_DETECTORS["auto"]
-    card["crop"].pop("happy_detector", None)  # every figure is now measured on the one detector's crops
+    card["crop"]["measured_with"] = TRAINING_DETECTORS["auto"]
     card["remeasured"] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": "python -m training.remeasure " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),

@@ -60,7 +60,7 @@ class TrainConfig:
     mixup: float = 0.4  # largest mixing weight of mixup in stage 1 (0: off)
     learning_rate: float = 2e-3
     max_gender_images: int = 0  # 0 = all; for quick runs and tests
-    detector: str = "auto"  # finds the faces in the training images: auto or haar (training.data)
+    detector: str = "haar"  # finds the faces in the training images: haar or auto (training.data)
     happy_detector: str | None = None  # finds them in the happy/sad images instead, where set
     evaluate: str | None = None  # labelled four-class folder, measured for the card only (never for selection)
     seed: int = 0
@@ -178,12 +178,15 @@ def train(cfg: TrainConfig, report=print) -> dict:
     report("stage", "reading the happy/sad set")
     detector = training_detector(cfg.detector)
     happy_detector = training_detector(cfg.happy_detector) if cfg.happy_detector else detector
+    # Held-out images are cropped as `facesort classify` crops photos by default, whatever found the faces
+    # of the training images, so the card's figures are what users get.
+    inference_detector = training_detector("auto")
     happy = load_happy(cfg.happy)
     hx, det_happy = happy_crops(happy.x, size, detector=happy_detector)
     hy = happy.y.astype(np.float32)
     # Held-out files, read and cropped once each (a file may be both --happy-test and --calibrate).
     held_out = {p: load_happy([p]) for p in dict.fromkeys([*cfg.happy_test, *cfg.calibrate])}
-    held_crops = {p: happy_crops(s.x, size, detector=happy_detector)[0] for p, s in held_out.items()}
+    held_crops = {p: happy_crops(s.x, size, detector=inference_detector)[0] for p, s in held_out.items()}
     tests = {Path(p).stem: held_out[p] for p in cfg.happy_test}
     test_crops = {Path(p).stem: held_crops[p] for p in cfg.happy_test}
     calibration_sets = {Path(p).stem: (held_crops[p], held_out[p].y) for p in cfg.calibrate}
@@ -194,7 +197,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         g_train = [g_train[i] for i in rng.permutation(len(g_train))[: cfg.max_gender_images]]
         g_val = [g_val[i] for i in rng.permutation(len(g_val))[: max(50, cfg.max_gender_images // 8)]]
     gx, gy, g_stats = gender_crop_cache(g_train, cfg.cache, size, workers=cfg.workers, detector=detector)
-    vx, vy, v_stats = gender_crop_cache(g_val, cfg.cache, size, workers=cfg.workers, detector=detector)
+    vx, vy, v_stats = gender_crop_cache(g_val, cfg.cache, size, workers=cfg.workers, detector=inference_detector)
 
     augment = tf.function(_augment_fn(tf, size))
     bce = keras.losses.BinaryCrossentropy(reduction="none")
@@ -433,6 +436,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
             "convention": "square centred on the detected face box, scale x its larger side, "
             "border pixels repeated past the image edge (facesort.crop)",
             "detector": TRAINING_DETECTORS[cfg.detector],
+            "measured_with": TRAINING_DETECTORS["auto"],
             **(
                 {"happy_detector": TRAINING_DETECTORS[cfg.happy_detector]}
                 if cfg.happy_detector and cfg.happy_detector != cfg.detector
