@@ -491,7 +491,7 @@ def info(model: ModelOpt = None) -> None:
     keys = ("classes", "input", "crop", "outputs", "metrics", "calibration", "gender_threshold", "architecture")
     summary = {k: card[k] for k in keys if card.get(k) is not None}
     training = card.get("training", {})
-    training_keys = ("command", "approach", "seconds", "peak_memory_mb", "machine", "reproduce")
+    training_keys = ("command", "commit", "approach", "seconds", "peak_memory_mb", "machine", "reproduce")
     summary["training"] = {k: training[k] for k in training_keys if training.get(k) is not None}
     summary["versions"] = card.get("versions")
     if card.get("remeasured"):
@@ -525,7 +525,7 @@ def train(
         ),
     ] = False,
     emotion_epochs: Annotated[int, typer.Option(min=1)] = 80,
-    transfer_epochs: Annotated[int, typer.Option(min=1)] = 30,
+    transfer_epochs: Annotated[int, typer.Option(min=1)] = 34,
     teachers: Annotated[int, typer.Option(min=1, help="Stage-1 emotion models averaged as the teacher.")] = 3,
     students: Annotated[
         int, typer.Option(min=1, help="Stage-2 models (from different stage-1 models) averaged in the graph.")

@@ -7,10 +7,10 @@ files given, to maximise their mean balanced accuracy (the mean of happy and sad
 share decides it).
 
 Gender (`--balance-gender`): the gender head errs more often on women than on men (shipped model on gender
-validation: 95.3% of women right, 98.1% of men). The offset is chosen on the gender validation images, again
+validation, model 10: 95.3% of women right, 98.1% of men). The offset is chosen on the gender validation images, again
 by balanced accuracy, so women and men are misread about equally often. As the validation figure is then
 not independent of the offset, a two-fold cross-fit (offset chosen on one half of each class, measured on
-the other, both ways) says what it is worth on images it was not chosen on. On the shipped model it chose
+the other, both ways) says what it is worth on images it was not chosen on. On model 10 it chose
 -0.25, but the halves chose 0 and -0.75 and the cross-fit measured 96.57% against 96.70% without it (women
 96.1%, men 97.1%): fairer, not more accurate, so it is an option and off by default.
 """

@@ -45,7 +45,7 @@ class TrainConfig:
     calibrate: list[str] = field(default_factory=list)  # labelled happy/sad files that set the emotion threshold
     balance_gender: bool = False  # gender threshold set on gender validation so women and men err alike
     emotion_epochs: int = 80
-    transfer_epochs: int = 30
+    transfer_epochs: int = 34
     batch_gender: int = 96
     batch_happy: int = 32
     width: float = 1.0
