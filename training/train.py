@@ -178,15 +178,14 @@ def train(cfg: TrainConfig, report=print) -> dict:
     report("stage", "reading the happy/sad set")
     detector = training_detector(cfg.detector)
     happy_detector = training_detector(cfg.happy_detector) if cfg.happy_detector else detector
-    # Held-out images are cropped as `facesort classify` crops photos by default, whatever found the faces
-    # of the training images, so the card's figures are what users get.
-    inference_detector = training_detector("auto")
     happy = load_happy(cfg.happy)
     hx, det_happy = happy_crops(happy.x, size, detector=happy_detector)
     hy = happy.y.astype(np.float32)
-    # Held-out files, read and cropped once each (a file may be both --happy-test and --calibrate).
+    # Held-out files, read and cropped once each (a file may be both --happy-test and --calibrate). Held-out
+    # images (these and gender validation) are cropped with the crop functions' default detector, the one
+    # `facesort classify` uses, whatever found the training faces: the card's figures are what users get.
     held_out = {p: load_happy([p]) for p in dict.fromkeys([*cfg.happy_test, *cfg.calibrate])}
-    held_crops = {p: happy_crops(s.x, size, detector=inference_detector)[0] for p, s in held_out.items()}
+    held_crops = {p: happy_crops(s.x, size)[0] for p, s in held_out.items()}
     tests = {Path(p).stem: held_out[p] for p in cfg.happy_test}
     test_crops = {Path(p).stem: held_crops[p] for p in cfg.happy_test}
     calibration_sets = {Path(p).stem: (held_crops[p], held_out[p].y) for p in cfg.calibrate}
@@ -197,7 +196,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         g_train = [g_train[i] for i in rng.permutation(len(g_train))[: cfg.max_gender_images]]
         g_val = [g_val[i] for i in rng.permutation(len(g_val))[: max(50, cfg.max_gender_images // 8)]]
     gx, gy, g_stats = gender_crop_cache(g_train, cfg.cache, size, workers=cfg.workers, detector=detector)
-    vx, vy, v_stats = gender_crop_cache(g_val, cfg.cache, size, workers=cfg.workers, detector=inference_detector)
+    vx, vy, v_stats = gender_crop_cache(g_val, cfg.cache, size, workers=cfg.workers)
 
     augment = tf.function(_augment_fn(tf, size))
     bce = keras.losses.BinaryCrossentropy(reduction="none")
