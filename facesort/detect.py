@@ -120,6 +120,7 @@ class BlazeFaceDetector:
     photo. The photo is letterboxed to 128x128."""
 
     score_threshold: float = BLAZE_SCORE
+    align: bool = True  # crops turned with the face's roll (eyes level); False: upright crops
     name = "blazeface"
 
     @cached_property
@@ -153,16 +154,25 @@ class BlazeFaceDetector:
         if not keep.any():
             return []
         score = 1.0 / (1.0 + np.exp(-logits[keep]))
-        r = regressors[0, keep, :4] / BLAZE_SIZE
-        centre = self._anchors[keep] + r[:, :2]
-        boxes = np.concatenate([centre - r[:, 2:4] / 2, centre + r[:, 2:4] / 2], axis=1)  # x0 y0 x1 y1, 0..1
+        r = regressors[0, keep, :8] / BLAZE_SIZE
+        anchors = self._anchors[keep]
+        centre = anchors + r[:, :2]
+        # x0 y0 x1 y1, then the right and left eyes' x y (MediaPipe's first two keypoints), all 0..1
+        rows = np.concatenate(
+            [centre - r[:, 2:4] / 2, centre + r[:, 2:4] / 2, anchors + r[:, 4:6], anchors + r[:, 6:8]], 1
+        )
         faces = []
-        for box in _weighted_nms(boxes, score, BLAZE_IOU):
-            x0, y0, x1, y1 = box * BLAZE_SIZE - [left, top, left, top]
+        for row in _weighted_nms(rows, score, BLAZE_IOU):
+            x0, y0, x1, y1 = row[:4] * BLAZE_SIZE - [left, top, left, top]
             side = max(x1 - x0, y1 - y0)
+            roll = float(np.degrees(np.arctan2(row[7] - row[5], row[6] - row[4]))) if self.align else 0.0
+            # The Haar box's centre offset lies along the face's own axes, turned with it.
             ratio, dx, dy = BLAZE_TO_HAAR
-            cx, cy, s = (x0 + x1) / 2 + dx * side, (y0 + y1) / 2 + dy * side, ratio * side
-            box = FaceBox(*(int(round(v / k)) for v in (cx - s / 2, cy - s / 2, s, s)))
+            c, s_ = np.cos(np.radians(roll)), np.sin(np.radians(roll))
+            cx = (x0 + x1) / 2 + (dx * c - dy * s_) * side
+            cy = (y0 + y1) / 2 + (dx * s_ + dy * c) * side
+            s = ratio * side
+            box = FaceBox(*(int(round(v / k)) for v in (cx - s / 2, cy - s / 2, s, s)), roll=round(roll, 2))
             if box.w >= 1 and box.x < width and box.y < height and box.x + box.w > 0 and box.y + box.h > 0:
                 faces.append(box)
         return sorted(faces, key=lambda b: (-b.area, b.x, b.y))
@@ -173,12 +183,15 @@ class BlazeFaceDetector:
     @property
     def signature(self) -> str:
         digest = hashlib.sha256(BLAZE_MODEL.read_bytes()).hexdigest()[:16]
-        return f"blazeface {digest} {self.score_threshold} {BLAZE_IOU} {BLAZE_TO_HAAR}"
+        return f"blazeface {digest} {self.score_threshold} {BLAZE_IOU} {BLAZE_TO_HAAR}" + (
+            " roll" if self.align else ""
+        )
 
 
-def _weighted_nms(boxes: np.ndarray, score: np.ndarray, iou: float) -> list[np.ndarray]:
-    """MediaPipe's weighted non-maximum suppression: each group of boxes overlapping the best remaining
-    one by more than `iou` becomes their score-weighted mean."""
+def _weighted_nms(rows: np.ndarray, score: np.ndarray, iou: float) -> list[np.ndarray]:
+    """MediaPipe's weighted non-maximum suppression: each group of boxes (rows' first four columns, x0 y0
+    x1 y1) overlapping the best remaining one by more than `iou` becomes their rows' score-weighted mean."""
+    boxes = rows[:, :4]
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     left = np.argsort(-score)
     out = []
@@ -189,7 +202,7 @@ def _weighted_nms(boxes: np.ndarray, score: np.ndarray, iou: float) -> list[np.n
         inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
         overlap = inter / (area[left[0]] + area[left] - inter + 1e-9)
         group = left[overlap > iou]
-        out.append((boxes[group] * score[group, None]).sum(0) / score[group].sum())
+        out.append((rows[group] * score[group, None]).sum(0) / score[group].sum())
         left = left[overlap <= iou]
     return out
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
 from conftest import SHARED, example_photos, needs_shared
 
-from facesort.crop import FaceBox
+from facesort.crop import FaceBox, crop_face
 from facesort.detect import AutoDetector, BlazeFaceDetector, HaarDetector, make_detector
 from facesort.images import read_image
 
@@ -107,3 +109,50 @@ def test_min_face_adds_the_small_faces_blazeface_cannot_see(images):
     in_row = [b for b in small if b.y > 850]
     assert len(in_row) >= 3 > len([b for b in default if b.y > 850])
     assert small[0] == default[0]  # largest first, the BlazeFace face kept as it was
+
+
+def _turned(image: np.ndarray, degrees: float) -> np.ndarray:
+    """The photo on a larger grey canvas, turned `degrees` counter-clockwise on screen about its centre."""
+    h, w = image.shape[:2]
+    big = cv2.copyMakeBorder(image, h // 3, h // 3, w // 3, w // 3, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+    m = cv2.getRotationMatrix2D((big.shape[1] / 2, big.shape[0] / 2), degrees, 1.0)
+    return cv2.warpAffine(big, m, big.shape[1::-1], borderValue=(128, 128, 128))
+
+
+def test_blazeface_reads_the_faces_roll_and_the_crop_levels_the_eyes(images):
+    # People in photos tilt their heads; the models learn from aligned faces. BlazeFace's eye keypoints give
+    # the roll, and the crop turns with it, so a tilted face comes out with its eyes level.
+    blaze, upright = BlazeFaceDetector(), BlazeFaceDetector(align=False)
+
+    def roll_in(crop):  # the roll BlazeFace reads in a crop, framed so it sees a whole face
+        return blaze.detect(cv2.copyMakeBorder(crop, 64, 64, 64, 64, cv2.BORDER_CONSTANT))[0].roll
+
+    rolls, levelled, unturned = [], [], []
+    for image in images:
+        level = blaze.detect(image)[0]
+        for degrees in (-25, 20):
+            turned = _turned(image, degrees)
+            face = blaze.detect(turned)[0]
+            rolls.append(face.roll - (level.roll - degrees))  # counter-clockwise on screen: negative roll
+            levelled.append(abs(roll_in(crop_face(turned, face, size=128))))
+            unturned.append(abs(roll_in(crop_face(turned, upright.detect(turned)[0], size=128))))
+    assert np.median(np.abs(rolls)) < 5, rolls
+    assert np.median(levelled) < 5 and np.median(unturned) > 15, (levelled, unturned)
+    assert np.mean(np.less(levelled, unturned)) >= 0.8
+    assert upright.detect(images[1])[0].roll == 0.0
+    assert upright.signature != blaze.signature  # crop caches keyed by it tell the two apart
+
+
+def test_a_rolled_crop_is_the_upright_crop_turned():
+    # The convention's exact geometry: a roll of 90 degrees (the face's left eye straight below its right)
+    # gives the upright square turned a quarter counter-clockwise, pixel for pixel.
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (200, 240, 3), dtype=np.uint8)
+    box = FaceBox(70, 50, 80, 80)
+    upright = crop_face(image, box, size=88)  # side 88: no resampling
+    assert upright.shape == (88, 88, 3)
+    np.testing.assert_allclose(crop_face(image, replace(box, roll=90.0), size=88), np.rot90(upright), atol=1)
+    # A roll of almost nothing samples the same pixels, and past the image edge the border is repeated.
+    np.testing.assert_allclose(crop_face(image, replace(box, roll=1e-6), size=88), upright, atol=1)
+    edge = FaceBox(-30, -30, 80, 80, roll=10.0)
+    assert crop_face(image, edge).shape == (64, 64, 3)

@@ -116,8 +116,8 @@ def sha256(path: str | os.PathLike) -> str:
 
 TrainingDetector = AutoDetector | HaarDetector
 TRAINING_DETECTORS = {
-    "auto": "auto: BlazeFace short-range, boxes mapped onto the Haar cascades' on tight crops; the Haar "
-    "cascades where it finds no face (facesort.detect)",
+    "auto": "auto: BlazeFace short-range, boxes mapped onto the Haar cascades' on tight crops, crops turned so "
+    "the eyes are level; the Haar cascades where it finds no face (facesort.detect)",
     "haar": "haar: the Haar cascades (facesort.detect), as before BlazeFace; at inference the default is auto, "
     "whose boxes are mapped onto these",
 }

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesort.crop import CONVENTION
 from facesort.model import CARD_FILE, Classifier
 from training.card import write_markdown
 from training.data import CROP_CACHE, TRAINING_DETECTORS, gender_crop_cache, gender_files, happy_crops, load_happy
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics, confusions = held_out_figures(predict, tests, (np.asarray(vx), vy))
     card["metrics"] = metrics | {k: v for k, v in previous.items() if k not in ("emotion", "gender", "four-class")}
     card["crop"]["measured_with"] = TRAINING_DETECTORS["auto"]
+    card["crop"]["convention"] = CONVENTION
     card["remeasured"] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": "python -m training.remeasure " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),

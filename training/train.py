@@ -21,7 +21,7 @@ from queue import Queue
 
 import numpy as np
 
-from facesort.crop import CROP_SCALE, INPUT_SIZE
+from facesort.crop import CONVENTION, CROP_SCALE, INPUT_SIZE
 from facesort.model import CARD_FILE, CLASSES, MODEL_FILE
 from training.data import (
     CROP_CACHE,
@@ -432,8 +432,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         "crop": {
             "scale": CROP_SCALE,
             "size": size,
-            "convention": "square centred on the detected face box, scale x its larger side, "
-            "border pixels repeated past the image edge (facesort.crop)",
+            "convention": CONVENTION,
             "detector": TRAINING_DETECTORS[cfg.detector],
             "measured_with": TRAINING_DETECTORS["auto"],
             **(
