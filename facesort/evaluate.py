@@ -33,7 +33,7 @@ def labelled_files(folder: str | Path, labels: str | Path | None = None) -> list
         return found
     by_name = {c.lower(): c for c in CLASSES}
     try:
-        with open(labels, newline="", encoding="utf-8-sig") as f:
+        with open(labels, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:  # as reports are written
             reader = csv.DictReader(f)
             missing = {"file", "class"} - set(reader.fieldnames or ())
             if missing:

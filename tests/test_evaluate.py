@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 
 import pytest
@@ -95,6 +96,18 @@ def test_evaluate_counts_an_unreadable_labelled_photo_as_no_face_and_says_so(tmp
     assert m["images"] == 3 and m["no_face"] == 2
     assert "2 labelled photo(s) could not be read" in proc.stderr
     assert "broken.jpg: not an image" in proc.stderr and "missing.jpg" in proc.stderr
+
+
+def test_evaluate_labels_name_photos_whose_names_are_not_utf8(tmp_path):
+    # Linux file names are bytes; classify's report writes a non-UTF-8 name back as the same bytes, and a
+    # labels file naming such a photo is measured, not refused.
+    name = os.fsdecode(b"caf\xe9 portrait.jpg")
+    shutil.copy2(sorted(EXAMPLES.glob("*.jpg"))[0], tmp_path / name)
+    (tmp_path / "labels.csv").write_bytes(b"file,class\n" + os.fsencode(name) + b",HappyFemale\n")
+    proc = run_cli("evaluate", tmp_path, "--labels", tmp_path / "labels.csv", "--json", tmp_path / "m.json")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["images"] == 1 and m["no_face"] == 0
 
 
 def test_evaluate_needs_class_folders(tmp_path):
