@@ -168,9 +168,9 @@ class BlazeFaceDetector:
             roll = float(np.degrees(np.arctan2(row[7] - row[5], row[6] - row[4]))) if self.align else 0.0
             # The Haar box's centre offset lies along the face's own axes, turned with it.
             ratio, dx, dy = BLAZE_TO_HAAR
-            c, s_ = np.cos(np.radians(roll)), np.sin(np.radians(roll))
-            cx = (x0 + x1) / 2 + (dx * c - dy * s_) * side
-            cy = (y0 + y1) / 2 + (dx * s_ + dy * c) * side
+            cos, sin = np.cos(np.radians(roll)), np.sin(np.radians(roll))
+            cx = (x0 + x1) / 2 + (dx * cos - dy * sin) * side
+            cy = (y0 + y1) / 2 + (dx * sin + dy * cos) * side
             s = ratio * side
             box = FaceBox(*(int(round(v / k)) for v in (cx - s / 2, cy - s / 2, s, s)), roll=round(roll, 2))
             if box.w >= 1 and box.x < width and box.y < height and box.x + box.w > 0 and box.y + box.h > 0:
