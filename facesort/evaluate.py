@@ -52,7 +52,7 @@ def labelled_files(folder: str | Path, labels: str | Path | None = None) -> list
                 found.append((path, by_name[cls.lower()]))
     except OSError as e:
         raise ValueError(f"{labels}: {e.strerror or e}") from None
-    except (UnicodeDecodeError, csv.Error) as e:
+    except csv.Error as e:
         raise ValueError(f"{labels} is not a readable CSV file ({e})") from None
     if not found:
         raise ValueError(f"{labels} labels no photos")

@@ -165,16 +165,21 @@ def happy_crops(
     return crops, len(rel) / max(1, len(x))
 
 
+def face_crop(bgr: np.ndarray, detector, size: int = INPUT_SIZE, **kw) -> tuple[np.ndarray, bool]:
+    """(RGB crop of the image's largest face, whether one was found). Where no face is found in a tight
+    crop (0.4% of the gender set), the image is its own face box, exactly as `--detector none` treats it at
+    inference."""
+    boxes = detector.detect(bgr)
+    box = boxes[0] if boxes else whole_image_box(bgr, **kw)
+    return crop_face(bgr, box, size, **kw)[..., ::-1], bool(boxes)
+
+
 def _gender_crop(path: str, detector: TrainingDetector, size: int, kw: dict) -> tuple[np.ndarray | None, bool]:
     try:
         bgr = read_image(path)
     except ImageError:
         return None, False
-    boxes = detector.detect(bgr)
-    # Where no face is found in a tight crop (0.4% of the gender set), the image is its own face box,
-    # exactly as `--detector none` treats it at inference.
-    box = boxes[0] if boxes else whole_image_box(bgr, **kw)
-    return crop_face(bgr, box, size, **kw)[..., ::-1], bool(boxes)
+    return face_crop(bgr, detector, size, **kw)
 
 
 def gender_crop_cache(

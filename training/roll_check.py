@@ -18,11 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facesort.crop import crop_face, whole_image_box
 from facesort.detect import AutoDetector, BlazeFaceDetector
 from facesort.images import read_image
 from facesort.model import Classifier
-from training.data import gender_files, load_happy
+from training.data import face_crop, gender_files, load_happy
 
 
 def turned(bgr: np.ndarray, degrees: float) -> np.ndarray:
@@ -36,11 +35,7 @@ def turned(bgr: np.ndarray, degrees: float) -> np.ndarray:
 
 def crops(images: list[np.ndarray], detector) -> np.ndarray:
     """RGB crops of each image's largest face (the whole image where none is found)."""
-    out = []
-    for bgr in images:
-        boxes = detector.detect(bgr)
-        out.append(crop_face(bgr, boxes[0] if boxes else whole_image_box(bgr))[..., ::-1])
-    return np.stack(out)
+    return np.stack([face_crop(bgr, detector)[0] for bgr in images])
 
 
 def main(argv: list[str] | None = None) -> int:
