@@ -152,9 +152,8 @@ def test_a_move_never_removes_a_source_that_is_its_only_copy(photos, tmp_path):
 
 
 def test_move_with_multi_all_puts_a_group_photo_in_every_class_then_removes_it(tmp_path):
-    group = group_photo(tmp_path / "in" / "group.jpg")
+    group, labels = group_photo(tmp_path / "in" / "group.jpg")
     expected = digest(group)
-    labels = {line.split(",")[6] for line in run_cli("classify", group).stdout.splitlines()[1:]}
     assert len(labels) == 2
     proc = run_cli("sort", group.parent, "--into", tmp_path / "S", "--multi", "all", "--move")
     assert proc.returncode == 0
@@ -176,9 +175,10 @@ def test_hardlink_and_symlink(photos, tmp_path):
     assert run_cli("sort", photos, "--into", tmp_path / "X", "--move", "--symlink").returncode == 2
 
 
-def group_photo(path: Path) -> Path:
+def group_photo(path: Path) -> tuple[Path, set[str]]:
     """Two different people side by side: two faces, of different classes with the shipped model (the first
-    pair of example photos for which that holds, so the tests do not hang on one model's calls)."""
+    pair of example photos for which that holds, so the tests do not hang on one model's calls). Returns the
+    photo and its faces' classes, as `classify` reports them."""
     import cv2
     import numpy as np
 
@@ -188,15 +188,14 @@ def group_photo(path: Path) -> Path:
         imgs = [cv2.resize(cv2.imread(str(p)), (300, 400)) for p in (photos[0], other)]
         cv2.imwrite(str(path), np.hstack(imgs))
         rows = run_cli("classify", path).stdout.splitlines()[1:]
-        if len(rows) == 2 and len({line.split(",")[6] for line in rows}) == 2:
-            return path
+        labels = {line.split(",")[6] for line in rows}
+        if len(rows) == 2 and len(labels) == 2:
+            return path, labels
     raise AssertionError("no two example photos make a group photo of two classes")
 
 
 def test_multi_all_places_a_group_photo_in_each_face_class(tmp_path):
-    group = group_photo(tmp_path / "in" / "group.jpg")
-    df_rows = run_cli("classify", group).stdout.splitlines()[1:]
-    labels = {line.split(",")[6] for line in df_rows}
+    group, labels = group_photo(tmp_path / "in" / "group.jpg")
     run_cli("sort", group.parent, "--into", tmp_path / "S", "--multi", "all")
     assert {p.parent.name for p in placed(tmp_path / "S")} == labels
     run_cli("sort", group.parent, "--into", tmp_path / "L")
