@@ -23,23 +23,32 @@ TFLITE_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca
 OUT = Path(__file__).resolve().parents[1] / "facesort" / "models" / "detector" / "face_detection_short_range.onnx"
 
 
+def tflite_from_wheel(member: str, digest: str, tmp: Path, wheel: Path | None = None) -> Path:
+    """`member` of the MediaPipe wheel (fetched into `tmp` with `pip download` unless given), written to
+    `tmp`; ValueError where its sha256 is not `digest`."""
+    if wheel is None:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp), MEDIAPIPE]
+        subprocess.run(cmd, check=True)
+        wheel = next(tmp.glob("mediapipe-*.whl"))
+    data = zipfile.ZipFile(wheel).read(member)
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ValueError(f"{member} in {wheel} is not the model this was made for")
+    out = tmp / Path(member).name
+    out.write_bytes(data)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--wheel", type=Path, help=f"a {MEDIAPIPE} wheel (default: pip download it)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel
-        if wheel is None:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, MEDIAPIPE]
-            subprocess.run(cmd, check=True)
-            wheel = next(Path(tmp).glob("mediapipe-*.whl"))
-        data = zipfile.ZipFile(wheel).read(MEMBER)
-        if hashlib.sha256(data).hexdigest() != TFLITE_SHA256:
-            print(f"error: {MEMBER} in {wheel} is not the model this was made for", file=sys.stderr)
+        try:
+            tflite = tflite_from_wheel(MEMBER, TFLITE_SHA256, Path(tmp), args.wheel)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
             return 1
-        tflite = Path(tmp) / "model.tflite"
-        tflite.write_bytes(data)
         import tf2onnx
 
         tf2onnx.convert.from_tflite(str(tflite), opset=17, output_path=str(args.out))
