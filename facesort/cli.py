@@ -524,6 +524,14 @@ def train(
             "women and men are misread about equally often (the validation figure is then not independent).",
         ),
     ] = False,
+    landmark_teacher: Annotated[
+        bool,
+        typer.Option(
+            "--landmark-teacher",
+            help="Teach emotion on the gender images with the stage-1 models and, equally, a probe on "
+            "MediaPipe's face-landmark network (fetched with pip download; training/EXPERIMENTS.md).",
+        ),
+    ] = False,
     emotion_epochs: Annotated[int, typer.Option(min=1)] = 80,
     transfer_epochs: Annotated[int, typer.Option(min=1)] = 34,
     teachers: Annotated[int, typer.Option(min=1, help="Stage-1 emotion models averaged as the teacher.")] = 3,
@@ -570,6 +578,7 @@ def train(
         happy_test=[str(p) for p in happy_test or []],
         calibrate=[str(p) for p in calibrate or []],
         balance_gender=balance_gender,
+        landmark_teacher=landmark_teacher,
         emotion_epochs=emotion_epochs,
         transfer_epochs=transfer_epochs,
         teachers=teachers,

@@ -44,6 +44,7 @@ class TrainConfig:
     happy_test: list[str] = field(default_factory=list)
     calibrate: list[str] = field(default_factory=list)  # labelled happy/sad files that set the emotion threshold
     balance_gender: bool = False  # gender threshold set on gender validation so women and men err alike
+    landmark_teacher: bool = False  # stage 2's emotion teacher also averages training.landmark_teacher's probe
     emotion_epochs: int = 80
     transfer_epochs: int = 34
     batch_gender: int = 96
@@ -263,6 +264,15 @@ def train(cfg: TrainConfig, report=print) -> dict:
         return np.concatenate([predict(np.asarray(gx[i : i + 2048])) for i in range(0, len(gx), 2048)])
 
     soft = over_gender_set(ensemble)
+    probe_figures = None
+    if cfg.landmark_teacher:
+        from training.landmark_teacher import LandmarkTeacher
+
+        report("stage", "fitting the landmark-network probe, the second emotion teacher")
+        probe = LandmarkTeacher().fit(hx, hy)
+        probe_figures = {k: accuracy(probe(x), tests[k].y) for k, x in test_crops.items()}
+        report("info", f"landmark probe emotion accuracy: {probe_figures}")
+        soft = 0.5 * (soft + over_gender_set(probe))
     stage1_weights = [t.get_weights() for t in teachers]
 
     def balanced_bce(target, pred, group, mask=None):
@@ -492,6 +502,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         },
         "metrics": metrics
         | {"stage1_emotion_ensemble": stage1}
+        | ({"landmark_probe_emotion": probe_figures} if probe_figures else {})
         | ({"emotion_uncalibrated": uncalibrated} if calibration else {}),
         "calibration": calibration,
         "gender_threshold": gender_cal,
