@@ -162,6 +162,24 @@ def test_gender_threshold_evens_out_the_errors_on_women_and_men():
     assert gender_threshold(np.array([0.1, 0.3, 0.7, 0.9]), np.array([0, 0, 1, 1]))["gender_logit_offset"] == 0.0
 
 
+def test_landmark_probe_logistic_regression_reaches_its_optimum():
+    from training.landmark_teacher import fit_logistic
+
+    # More features than samples, as the probe has (4,608 against 600), and labels no line separates
+    # exactly: the regularised optimum is where the gradient of C * sum(log loss) + |w|^2 / 2 vanishes.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 200))
+    y = (x[:, 0] + 0.5 * x[:, 1] + rng.normal(scale=1.5, size=60) > 0.3).astype(float)
+    for c in (0.001, 0.1, 10.0):
+        w, b = fit_logistic(x, y, c)
+        p = 1 / (1 + np.exp(-(x @ w + b)))
+        assert np.abs(c * x.T @ (p - y) + w).max() < 1e-6  # d/dw
+        assert abs(c * (p - y).sum()) < 1e-6  # d/db: the intercept is not penalised
+    # The weights lean on the features that decide the labels.
+    w, _ = fit_logistic(x, y, 0.1)
+    assert np.argmax(np.abs(w)) == 0 and w[0] > 0 and w[1] > 0
+
+
 def shipped_keras_model():
     from training.train import import_tensorflow
 
