@@ -180,6 +180,24 @@ def test_landmark_probe_logistic_regression_reaches_its_optimum():
     assert np.argmax(np.abs(w)) == 0 and w[0] > 0 and w[1] > 0
 
 
+def test_a_wrong_mediapipe_wheel_is_refused_with_one_sentence(tmp_path):
+    import zipfile
+
+    from training.detector_model import tflite_from_wheel
+    from training.landmark_teacher import LANDMARK_MEMBER, LANDMARK_SHA256
+
+    not_zip = tmp_path / "mediapipe-broken.whl"
+    not_zip.write_bytes(b"not a wheel")
+    empty = tmp_path / "mediapipe-empty.whl"
+    zipfile.ZipFile(empty, "w").close()
+    altered = tmp_path / "mediapipe-altered.whl"
+    with zipfile.ZipFile(altered, "w") as z:
+        z.writestr(LANDMARK_MEMBER, b"some other model")
+    for wheel, says in ((not_zip, "is not a mediapipe"), (empty, "is not a mediapipe"), (altered, "is not the model")):
+        with pytest.raises(ValueError, match=says):
+            tflite_from_wheel(LANDMARK_MEMBER, LANDMARK_SHA256, tmp_path, wheel)
+
+
 def shipped_keras_model():
     from training.train import import_tensorflow
 

@@ -26,6 +26,7 @@ from facesort.model import CARD_FILE, CLASSES, MODEL_FILE
 from training.data import (
     CROP_CACHE,
     TRAINING_DETECTORS,
+    DataError,
     gender_crop_cache,
     gender_files,
     happy_crops,
@@ -199,6 +200,16 @@ def train(cfg: TrainConfig, report=print) -> dict:
     gx, gy, g_stats = gender_crop_cache(g_train, cfg.cache, size, workers=cfg.workers, detector=detector)
     vx, vy, v_stats = gender_crop_cache(g_val, cfg.cache, size, workers=cfg.workers)
 
+    landmark = None
+    if cfg.landmark_teacher:
+        from training.landmark_teacher import LandmarkTeacher
+
+        report("stage", "the face-landmark network (the second emotion teacher)")
+        try:
+            landmark = LandmarkTeacher()
+        except ValueError as e:
+            raise DataError(f"--landmark-teacher: {e}") from None
+
     augment = tf.function(_augment_fn(tf, size))
     bce = keras.losses.BinaryCrossentropy(reduction="none")
 
@@ -265,11 +276,9 @@ def train(cfg: TrainConfig, report=print) -> dict:
 
     soft = over_gender_set(ensemble)
     probe_figures = None
-    if cfg.landmark_teacher:
-        from training.landmark_teacher import LandmarkTeacher
-
+    if landmark is not None:
         report("stage", "fitting the landmark-network probe, the second emotion teacher")
-        probe = LandmarkTeacher().fit(hx, hy)
+        probe = landmark.fit(hx, hy)
         probe_figures = {k: accuracy(probe(x), tests[k].y) for k, x in test_crops.items()}
         report("info", f"landmark probe emotion accuracy: {probe_figures}")
         soft = 0.5 * (soft + over_gender_set(probe))
