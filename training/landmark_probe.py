@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -26,11 +25,9 @@ import numpy as np
 from facesort.detect import AutoDetector
 from facesort.model import Classifier
 from training.data import load_happy
-from training.detector_model import tflite_from_wheel
+from training.landmark_teacher import landmark_model
 from training.roll_check import crops
 
-LANDMARK_MEMBER = "mediapipe/modules/face_landmark/face_landmark.tflite"
-LANDMARK_SHA256 = "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"
 LAYERS = ("p_re_lu_15", "p_re_lu_18")  # the last 128-channel activations, at 6x6 and 3x3
 EYES = ([33, 133], [362, 263])  # the corners of each eye in MediaPipe's face mesh
 FILES = {"train": "celeba_smile_train", "test_happy": "test_happy", "celeba_smile_test": "celeba_smile_test"}
@@ -40,11 +37,8 @@ def landmark_session(wheel: Path | None):
     """An ONNX Runtime session of the face-landmark network with LAYERS as extra outputs."""
     import onnx
     import onnxruntime as ort
-    import tf2onnx
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tflite = tflite_from_wheel(LANDMARK_MEMBER, LANDMARK_SHA256, Path(tmp), wheel)
-        proto, _ = tf2onnx.convert.from_tflite(str(tflite), opset=17)
+    proto = landmark_model(wheel)
     for name in LAYERS:
         proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
