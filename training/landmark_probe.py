@@ -19,13 +19,12 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from facesort.detect import AutoDetector
 from facesort.model import Classifier
 from training.data import load_happy
-from training.landmark_teacher import landmark_model
+from training.landmark_teacher import LANDMARK_INPUT, landmark_model, network_input
 from training.roll_check import crops
 
 LAYERS = ("p_re_lu_15", "p_re_lu_18")  # the last 128-channel activations, at 6x6 and 3x3
@@ -48,9 +47,8 @@ def describe(session, faces: np.ndarray) -> dict[str, np.ndarray]:
     """Each way of describing the RGB crops: 'landmarks', and LAYERS pooled ('_gap') and flattened."""
     names = ["conv2d_21", *LAYERS]
     rows: dict[str, list] = {name: [] for name in names}
-    for face in faces:
-        x = cv2.resize(face, (192, 192), interpolation=cv2.INTER_LINEAR).astype(np.float32)[None] / 255.0
-        for name, out in zip(names, session.run(names, {"input_1": x})):
+    for i in range(len(faces)):  # one at a time: the whole network's batch is fixed at 1
+        for name, out in zip(names, session.run(names, {LANDMARK_INPUT: network_input(faces[i : i + 1])})):
             rows[name].append(out[0])
     xy = np.stack(rows["conv2d_21"]).reshape(len(faces), 468, 3)[:, :, :2]
     xy = xy - xy.mean(1, keepdims=True)

@@ -44,14 +44,17 @@ def landmark_model(wheel: Path | None = None, outputs: tuple[str, ...] | None = 
     return proto
 
 
+def network_input(faces: np.ndarray) -> np.ndarray:
+    """The network's input for RGB uint8 crops: resized to LANDMARK_SIZE, float32 in 0..1."""
+    x = np.stack([cv2.resize(f, (LANDMARK_SIZE,) * 2, interpolation=cv2.INTER_LINEAR) for f in faces])
+    return x.astype(np.float32) / 255.0
+
+
 def probe_features(session, faces: np.ndarray, batch: int = 64) -> np.ndarray:
     """(n, 4608) float32: PROBE_LAYER's activations of the RGB uint8 crops, resized to the network's input."""
     rows = []
     for i in range(0, len(faces), batch):
-        x = np.stack(
-            [cv2.resize(f, (LANDMARK_SIZE,) * 2, interpolation=cv2.INTER_LINEAR) for f in faces[i : i + batch]]
-        )
-        (a,) = session.run([PROBE_LAYER], {LANDMARK_INPUT: x.astype(np.float32) / 255.0})
+        (a,) = session.run([PROBE_LAYER], {LANDMARK_INPUT: network_input(faces[i : i + batch])})
         rows.append(a.reshape(len(a), -1))
     return np.concatenate(rows)
 

@@ -278,10 +278,10 @@ def train(cfg: TrainConfig, report=print) -> dict:
     probe_figures = None
     if landmark is not None:
         report("stage", "fitting the landmark-network probe, the second emotion teacher")
-        probe = landmark.fit(hx, hy)
-        probe_figures = {k: accuracy(probe(x), tests[k].y) for k, x in test_crops.items()}
+        landmark.fit(hx, hy)
+        probe_figures = {k: accuracy(landmark(x), tests[k].y) for k, x in test_crops.items()}
         report("info", f"landmark probe emotion accuracy: {probe_figures}")
-        soft = 0.5 * (soft + over_gender_set(probe))
+        soft = 0.5 * (soft + over_gender_set(landmark))
     stage1_weights = [t.get_weights() for t in teachers]
 
     def balanced_bce(target, pred, group, mask=None):
