@@ -1,7 +1,8 @@
-"""Face detection: BlazeFace (MediaPipe's short-range face detector, run by ONNX Runtime) and OpenCV's
-Haar cascades.
+"""Face detection: BlazeFace (MediaPipe's short-range and full-range face detectors, run by ONNX Runtime)
+and OpenCV's Haar cascades.
 
-The default, `auto`, runs BlazeFace and falls back to the Haar passes on a photo where it finds nothing.
+The default, `auto`, runs BlazeFace short-range; on a photo where it finds nothing, BlazeFace full-range
+(small faces: people seen whole, groups); where that finds nothing either, the Haar passes.
 Every detector returns boxes in the full image's coordinates, largest face first. BlazeFace's boxes are
 mapped onto the Haar cascades' on tight face crops (BLAZE_TO_HAAR), so training crops made with either
 frame faces alike.
@@ -20,15 +21,15 @@ import numpy as np
 
 from facesort.crop import CROP_SCALE, FaceBox, whole_image_box
 
-BLAZE_MODEL = Path(__file__).parent / "models" / "detector" / "face_detection_short_range.onnx"
-BLAZE_SIZE = 128
-BLAZE_SCORE = 0.5  # MediaPipe's own threshold for this model
+BLAZE_DIR = Path(__file__).parent / "models" / "detector"
+BLAZE_SCORE = 0.5  # MediaPipe's own threshold for both models
 BLAZE_IOU = 0.3  # boxes overlapping more are one face (weighted non-maximum suppression, as MediaPipe does)
 # A BlazeFace box (square, brow to chin) as the Haar box of the same face in a tight face crop, the framing
 # models were trained on before BlazeFace: side x 0.89, centre moved by (-0.012, -0.113) x side. Medians
 # over 2,876 gender/Training crops where both detectors found the face (inter-quartile range of the side
 # ratio 0.85-0.93). On whole photos Haar's own boxes come out about 1.2x looser than these.
 BLAZE_TO_HAAR = (0.89, -0.012, -0.113)
+FULL_TO_SHORT = (0.934, 0.008, 0.047)
 
 # Chosen by measured recall on ../shared/data/fourclass_dev (1,200 photos) and wild_dev (200), see
 # BENCHMARKS.md: a strict pass first; looser passes only where the one before found nothing, so photos
@@ -101,26 +102,51 @@ class HaarDetector:
         return f"haar {self.detect_side} {self.passes} {self.min_face}"
 
 
-def _blaze_anchors() -> np.ndarray:
-    """The short-range model's 896 SSD anchor centres (MediaPipe's SsdAnchorsCalculator settings for it:
-    strides 8, 16, 16, 16, two anchors per layer, layers of one stride merged)."""
-    centres = []
-    for stride, per_cell in ((8, 2), (16, 6)):
-        cells = BLAZE_SIZE // stride
-        for y in range(cells):
-            for x in range(cells):
-                centres += [((x + 0.5) / cells, (y + 0.5) / cells)] * per_cell
-    return np.array(centres, np.float32)
+@dataclass(frozen=True)
+class BlazeModel:
+    """One of MediaPipe's BlazeFace models as facesort runs it: the ONNX file, its square input side, its
+    SSD anchor layers (MediaPipe's SsdAnchorsCalculator settings for it, as (stride, anchors per cell),
+    layers of one stride merged) and how its boxes sit on the short-range model's for the same face
+    (side ratio, centre offset along the face's axes in units of the side; the short-range model's boxes
+    are the ones BLAZE_TO_HAAR maps)."""
+
+    file: str
+    size: int
+    layers: tuple
+    to_short: tuple = (1.0, 0.0, 0.0)
+
+    @property
+    def path(self) -> Path:
+        return BLAZE_DIR / self.file
+
+    def anchors(self) -> np.ndarray:
+        centres = []
+        for stride, per_cell in self.layers:
+            cells = self.size // stride
+            for y in range(cells):
+                for x in range(cells):
+                    centres += [((x + 0.5) / cells, (y + 0.5) / cells)] * per_cell
+        return np.array(centres, np.float32)
+
+
+# Faces from about 15% of the photo's longer side; 896 anchors.
+BLAZE_SHORT = BlazeModel("face_detection_short_range.onnx", 128, ((8, 2), (16, 6)))
+# Small faces too (people seen whole): of gender validation's faces placed at 6% / 10% / 15% of a 1000-pixel
+# photo's side it finds 78% / 97% / 99% (training.small_face_check); 2,304 anchors. FULL_TO_SHORT: medians over
+# 2,000 gender/Training crops placed at 30% of a canvas, where both models found the face
+# (`python -m training.detector_model --mapping`; side ratio inter-quartile 0.90-0.97).
+BLAZE_FULL = BlazeModel("face_detection_full_range.onnx", 192, ((4, 1),), to_short=FULL_TO_SHORT)
+BLAZE_MODEL = BLAZE_SHORT.path
 
 
 @dataclass
 class BlazeFaceDetector:
-    """MediaPipe's BlazeFace short-range model (Apache 2.0, converted to ONNX; see
-    facesort/models/detector/README.md): faces from about 15% of the photo's longer side, 1-3 ms a
-    photo. The photo is letterboxed to 128x128."""
+    """A MediaPipe BlazeFace model (Apache 2.0, converted to ONNX; see facesort/models/detector/README.md),
+    short-range unless told: 1-3 ms a photo. The photo is letterboxed to the model's square input."""
 
     score_threshold: float = BLAZE_SCORE
     align: bool = True  # crops turned with the face's roll (eyes level); False: upright crops
+    model: BlazeModel = BLAZE_SHORT
     name = "blazeface"
 
     @cached_property
@@ -130,31 +156,32 @@ class BlazeFaceDetector:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # photos are detected in parallel threads already
         options.log_severity_level = 4
-        return ort.InferenceSession(str(BLAZE_MODEL), sess_options=options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(self.model.path), sess_options=options, providers=["CPUExecutionProvider"])
 
     @cached_property
     def _anchors(self) -> np.ndarray:
-        return _blaze_anchors()
+        return self.model.anchors()
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         """Faces in a BGR image, largest first."""
         height, width = image.shape[:2]
         long_side = max(height, width)
-        k = BLAZE_SIZE / long_side
+        size = self.model.size
+        k = size / long_side
         w, h = max(1, round(width * k)), max(1, round(height * k))
         small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
-        left, top = (BLAZE_SIZE - w) // 2, (BLAZE_SIZE - h) // 2
-        square = cv2.copyMakeBorder(
-            small, top, BLAZE_SIZE - h - top, left, BLAZE_SIZE - w - left, cv2.BORDER_CONSTANT, value=0
-        )
+        left, top = (size - w) // 2, (size - h) // 2
+        square = cv2.copyMakeBorder(small, top, size - h - top, left, size - w - left, cv2.BORDER_CONSTANT, value=0)
         x = square[None, :, :, ::-1].astype(np.float32) / 127.5 - 1.0  # RGB in [-1, 1]
-        regressors, scores = self._session.run(None, {"input": x})
+        outputs = self._session.run(None, {self._session.get_inputs()[0].name: x})
+        # (1, anchors, 16) box and keypoint offsets, (1, anchors, 1) face logits; the two files name them apart
+        regressors, scores = sorted(outputs, key=lambda o: -o.shape[-1])
         logits = np.clip(scores[0, :, 0], -100.0, 100.0)
         keep = logits >= np.log(self.score_threshold / (1.0 - self.score_threshold))
         if not keep.any():
             return []
         score = 1.0 / (1.0 + np.exp(-logits[keep]))
-        r = regressors[0, keep, :8] / BLAZE_SIZE
+        r = regressors[0, keep, :8] / size
         anchors = self._anchors[keep]
         centre = anchors + r[:, :2]
         # x0 y0 x1 y1, then the right and left eyes' x y (MediaPipe's first two keypoints), all 0..1
@@ -163,15 +190,17 @@ class BlazeFaceDetector:
         )
         faces = []
         for row in _weighted_nms(rows, score, BLAZE_IOU):
-            x0, y0, x1, y1 = row[:4] * BLAZE_SIZE - [left, top, left, top]
+            x0, y0, x1, y1 = row[:4] * size - [left, top, left, top]
             side = max(x1 - x0, y1 - y0)
             roll = float(np.degrees(np.arctan2(row[7] - row[5], row[6] - row[4]))) if self.align else 0.0
-            # The Haar box's centre offset lies along the face's own axes, turned with it.
-            ratio, dx, dy = BLAZE_TO_HAAR
+            # Offsets lie along the face's own axes, turned with it: this model's box onto the short-range
+            # model's, then that onto the Haar box.
             cos, sin = np.cos(np.radians(roll)), np.sin(np.radians(roll))
-            cx = (x0 + x1) / 2 + (dx * cos - dy * sin) * side
-            cy = (y0 + y1) / 2 + (dx * sin + dy * cos) * side
-            s = ratio * side
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            for ratio, dx, dy in (self.model.to_short, BLAZE_TO_HAAR):
+                cx, cy = cx + (dx * cos - dy * sin) * side, cy + (dx * sin + dy * cos) * side
+                side *= ratio
+            s = side
             box = FaceBox(*(int(round(v / k)) for v in (cx - s / 2, cy - s / 2, s, s)), roll=round(roll, 2))
             if box.w >= 1 and box.x < width and box.y < height and box.x + box.w > 0 and box.y + box.h > 0:
                 faces.append(box)
@@ -182,8 +211,9 @@ class BlazeFaceDetector:
 
     @property
     def signature(self) -> str:
-        digest = hashlib.sha256(BLAZE_MODEL.read_bytes()).hexdigest()[:16]
-        return f"blazeface {digest} {self.score_threshold} {BLAZE_IOU} {BLAZE_TO_HAAR}" + (
+        digest = hashlib.sha256(self.model.path.read_bytes()).hexdigest()[:16]
+        mapping = f" {self.model.to_short}" if self.model.to_short != BLAZE_SHORT.to_short else ""
+        return f"blazeface {digest} {self.score_threshold} {BLAZE_IOU} {BLAZE_TO_HAAR}{mapping}" + (
             " roll" if self.align else ""
         )
 
@@ -209,19 +239,23 @@ def _weighted_nms(rows: np.ndarray, score: np.ndarray, iou: float) -> list[np.nd
 
 @dataclass
 class AutoDetector:
-    """The default: BlazeFace, and the Haar passes on a photo where it finds nothing (faces BlazeFace
-    misses). With `min_face` (pixels) the Haar passes look on every photo, down to that size, and add the
-    faces BlazeFace did not find (small faces in group photos)."""
+    """The default: BlazeFace short-range; on a photo where it finds nothing, BlazeFace full-range (faces
+    too small for short-range); where that finds nothing either, the Haar passes (faces both miss). With
+    `min_face` (pixels) the Haar passes look on every photo, down to that size, and add the faces BlazeFace
+    did not find (small faces in group photos)."""
 
     min_face: int = DEFAULT_MIN_FACE
     blaze: BlazeFaceDetector = field(default_factory=BlazeFaceDetector)
+    full: BlazeFaceDetector | None = None  # default: full-range, turned as `blaze` is
     name = "auto"
 
     def __post_init__(self) -> None:
         self.haar = HaarDetector(min_face=self.min_face)
+        if self.full is None:
+            self.full = BlazeFaceDetector(align=self.blaze.align, model=BLAZE_FULL)
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
-        faces = self.blaze.detect(image)
+        faces = self.blaze.detect(image) or self.full.detect(image)
         if faces and not self.min_face:
             return faces
         extra = [b for b in self.haar.detect(image) if not any(_centre_inside(b, f) for f in faces)]
@@ -232,7 +266,7 @@ class AutoDetector:
 
     @property
     def signature(self) -> str:
-        return f"auto [{self.blaze.signature}] [{self.haar.signature}]"
+        return f"auto [{self.blaze.signature}] [{self.full.signature}] [{self.haar.signature}]"
 
 
 def _centre_inside(a: FaceBox, b: FaceBox) -> bool:

@@ -117,7 +117,8 @@ def sha256(path: str | os.PathLike) -> str:
 TrainingDetector = AutoDetector | HaarDetector
 TRAINING_DETECTORS = {
     "auto": "auto: BlazeFace short-range, boxes mapped onto the Haar cascades' on tight crops, crops turned so "
-    "the eyes are level; the Haar cascades where it finds no face (facesort.detect)",
+    "the eyes are level; BlazeFace full-range where it finds no face, the Haar cascades where neither does "
+    "(facesort.detect)",
     "haar": "haar: the Haar cascades (facesort.detect), as before BlazeFace; at inference the default is auto, "
     "whose boxes are mapped onto these",
 }
