@@ -377,8 +377,8 @@ def write_markdown(results: dict, path: Path) -> None:
         "",
         "## Whole photos end to end",
         "",
-        "`auto` (the default): BlazeFace, and the Haar cascades where it finds nothing; `haar`: the Haar cascades "
-        "alone (the default before BlazeFace).",
+        "`auto` (the default): BlazeFace short-range, full-range where it finds nothing, and the Haar cascades "
+        "where neither finds a face; `haar`: the Haar cascades alone (the default before BlazeFace).",
         "",
         "| set | detector | images | images/s | recall (photos with a face) | read | decode | detect | crop | infer "
         "| write |",
