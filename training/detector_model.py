@@ -12,7 +12,6 @@ results written in as constants; the dense model's outputs equal the sparse one'
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import glob
 import hashlib
 import json
@@ -67,7 +66,6 @@ def densify(tflite: Path, out: Path) -> Path:
     """A copy of a TensorFlow Lite model whose sparse weights are dense constants: each DENSIFY op's result,
     as the interpreter computes it (without the XNNPACK delegate, which would keep them sparse), is written
     in as the constant its consumers read, and the op is dropped."""
-    import numpy as np
     import tensorflow as tf
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
@@ -117,30 +115,25 @@ def place_on_canvas(face: np.ndarray, fraction: float, canvas: int, rng: np.rand
 def full_to_short(files: list[str], seed: int = 0) -> dict:
     """How the full-range model's box for a face sits on the short-range model's: medians, over `files`
     (tight face crops) each placed at 30% of a canvas, of the side ratio and the centre offset along the
-    face's axes (units of the full-range side), on the raw boxes (before BLAZE_TO_HAAR)."""
-    import facesort.detect as detect
+    face's axes (units of the full-range side), on the models' own boxes (before any mapping)."""
+    from facesort.detect import BLAZE_FULL, BLAZE_SHORT, BlazeFaceDetector
 
     rng = np.random.default_rng(seed)
-    short = detect.BlazeFaceDetector(model=detect.BLAZE_SHORT)
-    full = detect.BlazeFaceDetector(model=dataclasses.replace(detect.BLAZE_FULL, to_short=(1.0, 0.0, 0.0)))
-    saved, detect.BLAZE_TO_HAAR = detect.BLAZE_TO_HAAR, (1.0, 0.0, 0.0)
+    short, full = BlazeFaceDetector(model=BLAZE_SHORT), BlazeFaceDetector(model=BLAZE_FULL)
     rows = []
-    try:
-        for f in files:
-            image = cv2.imread(f)
-            if image is None:
-                continue
-            canvas = place_on_canvas(image, 0.3, round(max(image.shape[:2]) / 0.3), rng)
-            a, b = short.detect(canvas), full.detect(canvas)
-            if len(a) != 1 or len(b) != 1:
-                continue
-            a, b = a[0], b[0]
-            t = np.radians(a.roll)
-            d = np.array([a.x + a.w / 2 - b.x - b.w / 2, a.y + a.h / 2 - b.y - b.h / 2]) / b.w
-            along = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]]) @ d  # into the face's axes
-            rows.append((a.w / b.w, *along))
-    finally:
-        detect.BLAZE_TO_HAAR = saved
+    for f in files:
+        image = cv2.imread(f)
+        if image is None:
+            continue
+        canvas = place_on_canvas(image, 0.3, round(max(image.shape[:2]) / 0.3), rng)
+        a, b = short.model_faces(canvas), full.model_faces(canvas)
+        if len(a) != 1 or len(b) != 1:
+            continue
+        (ax, ay, a_side, roll), (bx, by, b_side, _) = a[0], b[0]
+        t = np.radians(roll)
+        d = np.array([ax - bx, ay - by]) / b_side
+        along = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]]) @ d  # into the face's axes
+        rows.append((a_side / b_side, *along))
     r = np.array(rows)
     q = np.percentile(r[:, 0], [25, 75])
     return {
