@@ -94,14 +94,17 @@ def bench_model(repeats: int) -> dict:
     return out
 
 
-def run_pipeline(paths, detector_name: str, workers: int, batch_size: int = 64, device: str = "cpu", cudnn_search=None):
+def run_pipeline(paths, detector, workers: int, batch_size: int = 64, device: str = "cpu", cudnn_search=None):
+    """(seconds, Stats) for classifying `paths` as the CLI does, the report written to /dev/null; `detector`
+    is a name on the command line or a detector object."""
     from facesort.detect import make_detector
     from facesort.pipeline import Stats, classify_paths, pipeline_classifier
     from facesort.report import ReportWriter
 
     options = {"cudnn_search": cudnn_search} if cudnn_search else {}
     clf = pipeline_classifier(device=device, **options)  # as the CLI sets it up
-    detector = make_detector(detector_name, crop_scale=clf.crop_scale)
+    if isinstance(detector, str):
+        detector = make_detector(detector, crop_scale=clf.crop_scale)
     stats = Stats()
     sink = open(os.devnull, "w")
     writer = ReportWriter(sink)

@@ -65,14 +65,12 @@ def run(clf: Classifier, images, y: np.ndarray, detectors: dict) -> dict:
 
 
 def speed(data: Path, repeats: int = 3) -> dict:
-    """Whole photos per second through classify_paths on wild_dev and fourclass_dev, `auto` with and without
-    the full-range pass, alternating in one process (the median of `repeats` runs each)."""
-    import time
-
+    """Whole photos per second on wild_dev and fourclass_dev, as `python -m bench` times them, `auto` with and
+    without the full-range pass, alternating in one process (the median of `repeats` runs each; run from the
+    repository's root, where `bench` is)."""
+    from bench.run import run_pipeline
     from facesort.images import iter_image_files
-    from facesort.pipeline import classify_paths, pipeline_classifier
 
-    clf = pipeline_classifier(device="cpu")
     out = {}
     for name in ("wild_dev", "fourclass_dev"):
         files = list(iter_image_files([data / name]))
@@ -80,10 +78,8 @@ def speed(data: Path, repeats: int = 3) -> dict:
         for _ in range(repeats):
             for label in rates:
                 detector = AutoDetector() if label == "auto" else AutoDetector(full=_Nothing())
-                t = time.perf_counter()
-                for _row in classify_paths(files, clf, detector, 64, 2):
-                    pass
-                rates[label].append(len(files) / (time.perf_counter() - t))
+                seconds, _ = run_pipeline(files, detector, workers=2)
+                rates[label].append(len(files) / seconds)
         out[name] = {k: float(np.median(v)) for k, v in rates.items()}
         ratio = out[name]["auto"] / out[name]["without full-range"]
         print(f"{name}: " + ", ".join(f"{k} {v:,.1f} photos/s" for k, v in out[name].items()) + f"; {ratio:.2f}x")
