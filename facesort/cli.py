@@ -67,8 +67,8 @@ Recursive = Annotated[bool, typer.Option("--recursive/--no-recursive", help="Wal
 DetectorOpt = Annotated[
     Detector,
     typer.Option(
-        help="auto: BlazeFace, and OpenCV's Haar cascades on a photo where it finds nothing; blazeface or haar: "
-        "only that one (haar finds smaller faces, about 8% of the photo's side against 15%, and is slower); "
+        help="auto: BlazeFace short-range; on a photo where it finds nothing, BlazeFace full-range (small "
+        "faces), then OpenCV's Haar cascades; blazeface (short-range) or haar: only that one; "
         "none: each image is one face crop already."
     ),
 ]
@@ -76,8 +76,9 @@ MinFace = Annotated[
     int,
     typer.Option(
         min=0,
-        help="Smallest face to find, in pixels of the photo. 0 (default): BlazeFace finds faces from about 15% "
-        "of the photo's longer side, the Haar cascades from about 8%. Given, the Haar cascades look on every "
+        help="Smallest face to find, in pixels of the photo. 0 (default): BlazeFace short-range finds faces from "
+        "about 15% of the photo's longer side, full-range (where short-range finds none) from about 5%, the Haar "
+        "cascades from about 8%. Given, the Haar cascades look on every "
         "photo (with auto, beside BlazeFace) at the resolution that size needs (slower on large photos).",
     ),
 ]
