@@ -40,21 +40,21 @@ MODELS = {
 }
 
 
-def tflite_from_wheel(member: str, digest: str, tmp: Path, wheel: Path | None = None) -> Path:
-    """`member` of the MediaPipe wheel (fetched into `tmp` with `pip download` unless given), written to
-    `tmp`. ValueError, with a sentence for the user, where the wheel cannot be had or read, or the member's
-    sha256 is not `digest`."""
+def tflite_from_wheel(member: str, digest: str, tmp: Path, wheel: Path | None = None, package: str = MEDIAPIPE) -> Path:
+    """`member` of `package`'s wheel (the MediaPipe wheel unless named; fetched into `tmp` with `pip download`
+    unless given), written to `tmp`. ValueError, with a sentence for the user, where the wheel cannot be had or
+    read, or the member's sha256 is not `digest`."""
     if wheel is None:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp), MEDIAPIPE]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp), package]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             why = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-            raise ValueError(f"could not fetch the {MEDIAPIPE} wheel with pip download ({why})")
-        wheel = next(tmp.glob("mediapipe-*.whl"))
+            raise ValueError(f"could not fetch the {package} wheel with pip download ({why})")
+        wheel = next(tmp.glob(f"{package.split('==')[0]}-*.whl"))
     try:
         data = zipfile.ZipFile(wheel).read(member)
     except (OSError, KeyError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{wheel} is not a {MEDIAPIPE} wheel holding {member} ({e})") from None
+        raise ValueError(f"{wheel} is not a {package} wheel holding {member} ({e})") from None
     if hashlib.sha256(data).hexdigest() != digest:
         raise ValueError(f"{member} in {wheel} is not the model this was made for")
     out = tmp / Path(member).name
