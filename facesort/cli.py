@@ -386,7 +386,11 @@ def report(
 @app.command()
 def evaluate(
     folder: Annotated[
-        Path, typer.Argument(help="Folder with HappyMale/, HappyFemale/, SadMale/, SadFemale/ (or see --labels).")
+        Path,
+        typer.Argument(
+            help="Folder with HappyMale/, HappyFemale/, SadMale/, SadFemale/ (any case; happy_male/ too) "
+            "or see --labels."
+        ),
     ],
     labels: Annotated[
         Path | None,

@@ -1,6 +1,7 @@
 """Accuracy against labelled photos: one definition of each metric, for `facesort evaluate` and the model card.
 
-A labelled folder holds HappyMale/, HappyFemale/, SadMale/ and SadFemale/ (what `sort` writes), or its
+A labelled folder holds HappyMale/, HappyFemale/, SadMale/ and SadFemale/ (what `sort` writes; any letter case,
+with or without separators: happy_male/ too), or its
 photos are labelled by a CSV file with `file` and `class` columns. Each photo is classified through the
 normal path; its prediction is the class of its largest face, or NoFace.
 """
@@ -8,6 +9,7 @@ normal path; its prediction is the class of its largest face, or NoFace.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,13 +23,29 @@ NO_FACE = "NoFace"
 PREDICTED = (*CLASSES, NO_FACE)
 
 
+def _class_key(name: str) -> str:
+    return re.sub(r"[^a-z]", "", name.lower())
+
+
+def class_folders(folder: Path) -> list[tuple[Path, str]]:
+    """(subfolder, class) for each subfolder of `folder` named after a class, in any letter case and with
+    or without separators (HappyMale, happymale, happy_male, "Happy Male"), in CLASSES order."""
+    by_key = {_class_key(c): c for c in CLASSES}
+    try:
+        subfolders = sorted(d for d in folder.iterdir() if d.is_dir())
+    except OSError:
+        return []
+    found = [(d, by_key[_class_key(d.name)]) for d in subfolders if _class_key(d.name) in by_key]
+    return sorted(found, key=lambda dc: CLASSES.index(dc[1]))
+
+
 def labelled_files(folder: str | Path, labels: str | Path | None = None) -> list[tuple[Path, str]]:
     """(path, true class) for every image under folder/<class>/, or for every row of the `labels` CSV
     (`file`: a path relative to folder, or absolute; `class`: one of CLASSES, in any letter case).
     Raises ValueError with one sentence for what cannot be used."""
     folder = Path(folder)
     if labels is None:
-        found = [(p, c) for c in CLASSES if (folder / c).is_dir() for p in iter_image_files([folder / c])]
+        found = [(p, c) for d, c in class_folders(folder) for p in iter_image_files([d])]
         if not found:
             raise ValueError(f"{folder} has no images in {', '.join(CLASSES)} folders")
         return found

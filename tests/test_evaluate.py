@@ -10,7 +10,7 @@ import shutil
 import pytest
 from conftest import EXAMPLES, run_cli
 
-from facesort.evaluate import metrics, wilson_interval
+from facesort.evaluate import labelled_files, metrics, wilson_interval
 
 
 def test_metrics_on_a_known_case():
@@ -108,6 +108,23 @@ def test_evaluate_labels_name_photos_whose_names_are_not_utf8(tmp_path):
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["images"] == 1 and m["no_face"] == 0
+
+
+def test_class_folders_are_found_in_any_letter_case_and_spelling(tmp_path):
+    # People name folders their own way: happy_male, "Happy Female", SADMALE, sad-female are the four classes;
+    # a folder of another name, or a file named after a class, is not.
+    photo = sorted(EXAMPLES.glob("*.jpg"))[0]
+    for folder in ("happy_male", "Happy Female", "SADMALE", "sad-female", "neutral"):
+        (tmp_path / folder).mkdir()
+        shutil.copy2(photo, tmp_path / folder / photo.name)
+    (tmp_path / "HappyMale").write_text("not a folder")
+    found = {(p.parent.name, cls) for p, cls in labelled_files(tmp_path)}
+    assert found == {
+        ("happy_male", "HappyMale"),
+        ("Happy Female", "HappyFemale"),
+        ("SADMALE", "SadMale"),
+        ("sad-female", "SadFemale"),
+    }
 
 
 def test_evaluate_needs_class_folders(tmp_path):
