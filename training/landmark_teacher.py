@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.detector_model import tflite_from_wheel
+from training.detector_model import file_from_wheel
 
 LANDMARK_MEMBER = "mediapipe/modules/face_landmark/face_landmark.tflite"
 LANDMARK_SHA256 = "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"
@@ -31,7 +31,7 @@ def landmark_model(wheel: Path | None = None, outputs: tuple[str, ...] | None = 
     import tf2onnx
 
     with tempfile.TemporaryDirectory() as tmp:
-        tflite = tflite_from_wheel(LANDMARK_MEMBER, LANDMARK_SHA256, Path(tmp), wheel)
+        tflite = file_from_wheel(LANDMARK_MEMBER, LANDMARK_SHA256, Path(tmp), wheel)
         proto, _ = tf2onnx.convert.from_tflite(str(tflite), opset=17)
     if outputs:
         proto = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(proto)).extract_model(
