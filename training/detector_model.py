@@ -155,7 +155,9 @@ def full_to_short(files: list[str], seed: int = 0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--wheel", type=Path, help=f"a {MEDIAPIPE} wheel (default: pip download it)")
+    parser.add_argument(
+        "--wheel", type=Path, help=f"a {MEDIAPIPE} wheel (default: the cached one, else pip download it)"
+    )
     parser.add_argument("--model", choices=sorted(MODELS), default="short")
     parser.add_argument("--out", type=Path, help="default: the file facesort ships")
     parser.add_argument(

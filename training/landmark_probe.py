@@ -3,7 +3,8 @@
     python -m training.landmark_probe [--wheel mediapipe-0.10.14-....whl] [--data ../shared/data] [--json F]
 
 Needs scikit-learn (not a facesort dependency: `pip install scikit-learn`) and the train extra. Each happy/sad
-image is cropped as `facesort classify` crops it (BlazeFace, the convention, 64x64), resized to the landmark
+image is cropped as the model card's figures are measured (`training.data.happy_crops`: `auto`, the convention,
+64x64), resized to the landmark
 network's 192x192, and described two ways: by its 468 landmarks (x, y, centred, scaled by the distance
 between the eyes), and by the network's inner activations (two layers, pooled and flattened; the one with the
 best 5-fold CV on the training file is kept). A logistic regression on celeba_smile_train (C by 5-fold CV) is
@@ -21,11 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facesort.detect import AutoDetector
 from facesort.model import Classifier
-from training.data import load_happy
+from training.data import happy_crops, load_happy
 from training.landmark_teacher import LANDMARK_INPUT, landmark_model, network_input
-from training.roll_check import crops
 
 LAYERS = ("p_re_lu_15", "p_re_lu_18")  # the last 128-channel activations, at 6x6 and 3x3
 EYES = ([33, 133], [362, 263])  # the corners of each eye in MediaPipe's face mesh
@@ -63,7 +62,9 @@ def describe(session, faces: np.ndarray) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--wheel", type=Path, help="a mediapipe 0.10.14 wheel (default: pip download it)")
+    parser.add_argument(
+        "--wheel", type=Path, help="a mediapipe 0.10.14 wheel (default: the cached one, else pip download it)"
+    )
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--json", type=Path, help="write the counts here")
     args = parser.parse_args(argv)
@@ -77,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     session = landmark_session(args.wheel)
-    detector, shipped = AutoDetector(), Classifier(None, device="cpu")
+    shipped = Classifier(None, device="cpu")
     sets = {}
     for key, name in FILES.items():
         s = load_happy([args.data / "happy" / f"{name}.h5"])
-        faces = crops([x[..., ::-1].copy() for x in s.x], detector)
+        faces = happy_crops(s.x)[0]
         p = np.clip(shipped.predict(faces).p_happy.astype(np.float64), 1e-6, 1 - 1e-6)
         sets[key] = (describe(session, faces), s.y.astype(int), np.log(p / (1 - p)))
 
