@@ -24,7 +24,7 @@ PREDICTED = (*CLASSES, NO_FACE)
 
 
 def _class_key(name: str) -> str:
-    return re.sub(r"[^a-z]", "", name.lower())
+    return re.sub(r"[^a-z0-9]", "", name.lower())  # separators dropped; a digit makes another name
 
 
 def class_folders(folder: Path) -> list[tuple[Path, str]]:

@@ -112,9 +112,9 @@ def test_evaluate_labels_name_photos_whose_names_are_not_utf8(tmp_path):
 
 def test_class_folders_are_found_in_any_letter_case_and_spelling(tmp_path):
     # People name folders their own way: happy_male, "Happy Female", SADMALE, sad-female are the four classes;
-    # a folder of another name, or a file named after a class, is not.
+    # a folder of another name (HappyMale2 too), or a file named after a class, is not.
     photo = sorted(EXAMPLES.glob("*.jpg"))[0]
-    for folder in ("happy_male", "Happy Female", "SADMALE", "sad-female", "neutral"):
+    for folder in ("happy_male", "Happy Female", "SADMALE", "sad-female", "neutral", "HappyMale2"):
         (tmp_path / folder).mkdir()
         shutil.copy2(photo, tmp_path / folder / photo.name)
     (tmp_path / "HappyMale").write_text("not a folder")

@@ -4,13 +4,12 @@
 
 Needs scikit-learn (not a facesort dependency: `pip install scikit-learn`) and the train extra. Each happy/sad
 image is cropped as the model card's figures are measured (`training.data.happy_crops`: `auto`, the convention,
-64x64), resized to the landmark
-network's 192x192, and described two ways: by its 468 landmarks (x, y, centred, scaled by the distance
-between the eyes), and by the network's inner activations (two layers, pooled and flattened; the one with the
-best 5-fold CV on the training file is kept). A logistic regression on celeba_smile_train (C by 5-fold CV) is
-measured alone, and combined with the shipped model's emotion logit, on the two happy/sad test files. No
-labelled photo of fourclass_dev or wild_dev is used. The results and the rules they were judged by are in
-training/EXPERIMENTS.md; neither probe was adopted.
+64x64), resized to the landmark network's 192x192, and described two ways: by its 468 landmarks (x, y, centred,
+scaled by the distance between the eyes), and by the network's inner activations (two layers, pooled and
+flattened; the one with the best 5-fold CV on the training file is kept). A logistic regression on
+celeba_smile_train (C by 5-fold CV) is measured alone, and combined with the shipped model's emotion logit, on
+the two happy/sad test files. No labelled photo of fourclass_dev or wild_dev is used. The results and the rules
+they were judged by are in training/EXPERIMENTS.md; neither probe was adopted.
 """
 
 from __future__ import annotations
