@@ -508,7 +508,11 @@ def info(model: ModelOpt = None) -> None:
 def train(
     happy: Annotated[list[Path], typer.Option("--happy", help="Happy House HDF5 file(s) for training.")],
     gender: Annotated[
-        Path, typer.Option("--gender", help="Folder with Training/ and Validation/, or female/ and male/.")
+        Path,
+        typer.Option(
+            "--gender",
+            help="Folder with Training/ and Validation/, or female/ and male/ (names in any letter case).",
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
     happy_test: Annotated[

@@ -83,6 +83,19 @@ def test_gender_reader_takes_both_layouts(tmp_path):
     assert not {p for p, _ in train} & {p for p, _ in val}
 
 
+def test_gender_reader_takes_folder_names_in_any_letter_case(tmp_path):
+    root = make_gender_folder(tmp_path / "g", "split")
+    for old, new in [("Training", "training"), ("Validation", "VALIDATION")]:
+        (root / old).rename(root / new)
+    (root / "training" / "female").rename(root / "training" / "Female")
+    train, val = gender_files(root)
+    assert len(train) == 8 and len(val) == 8
+    assert {lab for p, lab in train if "/Female/" in p} == {0} and {lab for p, lab in val if "/male/" in p} == {1}
+    (root / "training" / "FEMALE").mkdir()  # two folders that differ only in case: which one is meant?
+    with pytest.raises(DataError, match="both"):
+        gender_files(root)
+
+
 def test_gender_reader_rejects_bad_folders(tmp_path):
     with pytest.raises(DataError, match="no such folder"):
         gender_files(tmp_path / "nope")

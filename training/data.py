@@ -67,13 +67,25 @@ def load_happy(paths: list[str | os.PathLike]) -> HappySet:
     return HappySet(np.concatenate(xs), np.concatenate(ys), [str(p) for p in paths])
 
 
+def _subfolder(folder: Path, name: str) -> Path | None:
+    """folder/name, its name matched in any letter case (Training/, training/, TRAINING/); None where there is
+    none. Two that differ only in case are an error: which one the user meant cannot be known."""
+    try:
+        found = sorted(d for d in folder.iterdir() if d.is_dir() and d.name.lower() == name.lower())
+    except OSError:
+        return None
+    if len(found) > 1:
+        raise DataError(f"{folder}: both {found[0].name}/ and {found[1].name}/; keep one")
+    return found[0] if found else None
+
+
 def _class_files(folder: Path) -> list[tuple[str, int]]:
-    missing = [name for name in GENDER_CLASSES if not (folder / name).is_dir()]
+    subs = [_subfolder(folder, name) for name in GENDER_CLASSES]
+    missing = [name for name, sub in zip(GENDER_CLASSES, subs) if sub is None]
     if missing:
         raise DataError(f"{folder}: no {missing[0]}/ folder (expected {'/ and '.join(GENDER_CLASSES)}/)")
     files = []
-    for label, name in enumerate(GENDER_CLASSES):
-        sub = folder / name
+    for label, sub in enumerate(subs):
         found = sorted(str(p) for p in sub.iterdir() if p.is_file() and not p.name.startswith("."))
         if not found:
             raise DataError(f"{sub}: the folder is empty")
@@ -85,13 +97,14 @@ def gender_files(
     folder: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
     """(train, validation) lists of (path, label) from Training/ and Validation/, or from female/ and
-    male/ with a validation split drawn here."""
+    male/ with a validation split drawn here; folder names in any letter case."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
-    if (folder / "Training").is_dir():
-        train = _class_files(folder / "Training")
-        val = _class_files(folder / "Validation") if (folder / "Validation").is_dir() else []
+    training, validation = _subfolder(folder, "Training"), _subfolder(folder, "Validation")
+    if training:
+        train = _class_files(training)
+        val = _class_files(validation) if validation else []
         if val:
             return train, val
         files = train
