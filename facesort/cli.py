@@ -396,8 +396,10 @@ def evaluate(
         Path | None,
         typer.Option(
             "--labels",
-            help="CSV file labelling the photos instead of class folders: columns file (relative to FOLDER) and "
-            "class (HappyMale, HappyFemale, SadMale or SadFemale); only the photos it names are measured.",
+            help="CSV file labelling the photos instead of class folders: a column file (or path, filename, "
+            "image; relative to FOLDER) and a column class (or label: HappyMale, HappyFemale, SadMale or "
+            "SadFemale), or instead columns emotion (happy/sad) and gender (male/female); only the photos it "
+            "names are measured.",
         ),
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here.")] = None,
@@ -466,7 +468,9 @@ def show_metrics(figures: dict) -> None:
     for col in ("class", "precision", "recall", "F1", "photos"):
         per.add_column(col, justify="right" if col != "class" else "left")
     for c, m in figures["per_class"].items():
-        per.add_row(c, f"{m['precision']:.2%}", f"{m['recall']:.2%}", f"{m['f1']:.2%}", str(m["support"]))
+        per.add_row(
+            c, *(f"{m[k]:.2%}" if m[k] is not None else "n/a" for k in ("precision", "recall", "f1")), str(m["support"])
+        )
     console.print(per)
     conf = figures["confusion"]
     table = Table(title="confusion (rows: true, columns: predicted)")

@@ -39,10 +39,30 @@ def class_folders(folder: Path) -> list[tuple[Path, str]]:
     return sorted(found, key=lambda dc: CLASSES.index(dc[1]))
 
 
+FILE_COLUMNS = ("file", "path", "filename", "image")  # a labels CSV's photo column: the first of these it has
+CLASS_COLUMNS = ("class", "label")  # its class column; or else emotion (happy/sad) and gender (male/female)
+
+
+def _labels_columns(labels, fieldnames) -> tuple[str, str | None, tuple[str, str] | None]:
+    """(file column, class column, (emotion, gender) columns) of a labels CSV, headers in any letter case;
+    exactly one of the last two is set. ValueError with one sentence where they cannot be found."""
+    by_lower = {name.strip().lower(): name for name in fieldnames or () if name}
+    file = next((by_lower[c] for c in FILE_COLUMNS if c in by_lower), None)
+    cls = next((by_lower[c] for c in CLASS_COLUMNS if c in by_lower), None)
+    parts = (by_lower["emotion"], by_lower["gender"]) if {"emotion", "gender"} <= by_lower.keys() else None
+    if file is None or (cls is None and parts is None):
+        raise ValueError(
+            f"{labels} needs a column naming the photo ({', '.join(FILE_COLUMNS)}) and one giving its class "
+            f"({' or '.join(CLASS_COLUMNS)}), or emotion and gender columns; it has: {', '.join(fieldnames or ())}"
+        )
+    return file, cls, (None if cls else parts)
+
+
 def labelled_files(folder: str | Path, labels: str | Path | None = None) -> list[tuple[Path, str]]:
     """(path, true class) for every image under folder/<class>/, or for every row of the `labels` CSV
-    (`file`: a path relative to folder, or absolute; `class`: one of CLASSES, in any letter case).
-    Raises ValueError with one sentence for what cannot be used."""
+    (a `file` column, or path, filename or image: a path relative to folder, or absolute; a `class` column,
+    or label: one of CLASSES in any letter case; or, without one, `emotion` (happy/sad) and `gender`
+    (male/female) columns). Raises ValueError with one sentence for what cannot be used."""
     folder = Path(folder)
     if labels is None:
         found = [(p, c) for d, c in class_folders(folder) for p in iter_image_files([d])]
@@ -53,16 +73,24 @@ def labelled_files(folder: str | Path, labels: str | Path | None = None) -> list
     try:
         with open(labels, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:  # as reports are written
             reader = csv.DictReader(f)
-            missing = {"file", "class"} - set(reader.fieldnames or ())
-            if missing:
-                raise ValueError(f"{labels} needs the columns file and class (missing: {', '.join(sorted(missing))})")
+            file_col, class_col, parts = _labels_columns(labels, reader.fieldnames)
             found, seen = [], set()
             for line, row in enumerate(reader, start=2):
-                name, cls = (row.get("file") or "").strip(), (row.get("class") or "").strip()
+                name = (row.get(file_col) or "").strip()
                 if not name:
                     raise ValueError(f"{labels}, line {line}: no file named")
-                if cls.lower() not in by_name:
-                    raise ValueError(f"{labels}, line {line}: class {cls!r} is not one of {', '.join(CLASSES)}")
+                if class_col:
+                    cls = (row.get(class_col) or "").strip()
+                    if cls.lower() not in by_name:
+                        raise ValueError(f"{labels}, line {line}: class {cls!r} is not one of {', '.join(CLASSES)}")
+                else:
+                    emotion, gender = ((row.get(c) or "").strip() for c in parts)
+                    if emotion.lower() not in ("happy", "sad") or gender.lower() not in ("male", "female"):
+                        raise ValueError(
+                            f"{labels}, line {line}: emotion {emotion!r} and gender {gender!r} must be happy or "
+                            "sad and male or female"
+                        )
+                    cls = emotion + gender
                 path = folder / name
                 if path in seen:
                     raise ValueError(f"{labels}, line {line}: {name} is labelled twice")
@@ -118,11 +146,12 @@ def metrics(y_true: Iterable[str], y_pred: Iterable[str]) -> dict:
     confusion = [[int(((t == a) & (p == b)).sum()) for b in PREDICTED] for a in CLASSES]
     per_class = {}
     for c in CLASSES:
-        tp = int(((t == c) & (p == c)).sum())
-        precision = tp / max(1, int((p == c).sum()))
-        recall = tp / max(1, int((t == c).sum()))
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[c] = {"precision": precision, "recall": recall, "f1": f1, "support": int((t == c).sum())}
+        # Undefined figures are None: precision where nothing was called c, recall where no photo is c.
+        tp, called, support = int(((t == c) & (p == c)).sum()), int((p == c).sum()), int((t == c).sum())
+        precision = tp / called if called else None
+        recall = tp / support if support else None
+        f1 = None if precision is None or recall is None else (2 * tp / (called + support))
+        per_class[c] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
 
     def emotion(x):
         return np.array([c[:3] if c != NO_FACE else "" for c in x])  # "Hap" / "Sad"

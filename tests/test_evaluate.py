@@ -31,6 +31,10 @@ def test_metrics_on_a_known_case():
         lo, hi = m["interval_95"][key]
         assert 0.0 <= lo < m[key] < hi <= 1.0
     assert m["interval_95"]["emotion_accuracy_women"][1] - m["interval_95"]["emotion_accuracy_women"][0] > 0.5
+    # Nothing called HappyFemale, and no photo that is one: figures that do not exist are None, not 0.
+    m = metrics(["HappyMale", "SadMale"], ["HappyMale", "HappyMale"])
+    assert m["per_class"]["HappyFemale"] == {"precision": None, "recall": None, "f1": None, "support": 0}
+    assert m["per_class"]["SadMale"] == {"precision": None, "recall": 0.0, "f1": None, "support": 1}
 
 
 def test_wilson_interval_matches_the_formula():
@@ -74,7 +78,9 @@ def test_evaluate_labels_file_mistakes_get_one_sentence(tmp_path):
 
     name = sorted(p.name for p in EXAMPLES.glob("*.jpg"))[0]
     for text, said in [
-        (f"file,label\n{name},HappyMale\n", "needs the columns file and class (missing: class)"),
+        (f"file,kind\n{name},HappyMale\n", "one giving its class (class or label), or emotion and gender"),
+        (f"photo,class\n{name},HappyMale\n", "needs a column naming the photo (file, path, filename, image)"),
+        (f"file,emotion,gender\n{name},smiling,male\n", "line 2: emotion 'smiling' and gender 'male' must be"),
         (f"file,class\n{name},Happy\n", "line 2: class 'Happy' is not one of HappyMale"),
         (f"file,class\n{name},happymale\n{name},SadMale\n", f"line 3: {name} is labelled twice"),
         ("file,class\n", "labels no photos"),
@@ -83,6 +89,19 @@ def test_evaluate_labels_file_mistakes_get_one_sentence(tmp_path):
         assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     proc = run_cli("evaluate", EXAMPLES, "--labels", tmp_path / "absent.csv")
     assert proc.returncode == 2 and "absent.csv: No such file" in proc.stderr
+
+
+def test_evaluate_labels_file_columns_may_be_named_otherwise_or_split_in_emotion_and_gender(tmp_path):
+    with open(EXAMPLES / "labels.csv") as f:
+        rows = list(csv.DictReader(f))  # file,gender,emotion,class
+    expected = [(EXAMPLES / r["file"], r["class"]) for r in rows]
+    variants = {
+        "Path,Label": [f"{r['file']},{r['class'].lower()}" for r in rows],
+        "image,gender,emotion": [f"{r['file']},{r['gender'].upper()},{r['emotion']}" for r in rows],
+    }
+    for header, lines in variants.items():
+        (tmp_path / "labels.csv").write_text("\n".join([header, *lines]) + "\n")
+        assert labelled_files(EXAMPLES, tmp_path / "labels.csv") == expected
 
 
 def test_evaluate_counts_an_unreadable_labelled_photo_as_no_face_and_says_so(tmp_path):
