@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -121,9 +122,19 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    """A file's bytes, or ImageError with a short reason (missing, broken symlink, permissions...)."""
+    """A file's bytes, or ImageError with a short reason (missing, broken symlink, permissions, not a regular
+    file...). Opened without blocking, so a named pipe or a device is refused instead of waited on forever."""
+    fd = None
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(mode):
+            kind = "named pipe" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+            raise ImageError(f"not a regular file (a {kind})")
+        with os.fdopen(fd, "rb") as f:
+            fd = None  # closed by f
             return f.read()
     except IsADirectoryError:
         raise ImageError("is a directory") from None
@@ -134,6 +145,9 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise ImageError("permission denied") from None
     except OSError as e:
         raise ImageError(e.strerror or str(e)) from None
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 # JPEG decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost; used while the result stays this large.

@@ -70,6 +70,7 @@ def make_bad_inputs(folder):
     (folder / "loop1.jpg").symlink_to(folder / "loop2.jpg")
     (folder / "loop2.jpg").symlink_to(folder / "loop1.jpg")
     shutil.copy2(good, folder / 'new\nline, "quoted" näme.jpg')
+    os.mkfifo(folder / "pipe.jpg")  # a named pipe: nothing will ever be written to it
 
 
 def test_every_bad_input_is_a_row_and_the_run_goes_on(tmp_path):
@@ -90,6 +91,7 @@ def test_every_bad_input_is_a_row_and_the_run_goes_on(tmp_path):
     assert errors["broken.jpg"] == "broken symlink"
     assert "symbolic links" in errors["loop1.jpg"]
     assert errors["deleted.jpg"] == "file not found"
+    assert errors["pipe.jpg"] == "not a regular file (a named pipe)"  # refused, not waited on
     for name in ("good.jpg", "gray.png", "deep16.png", "rgba.png", 'new\nline, "quoted" näme.jpg'):
         assert (by_name[name].status == "ok").all(), name
     # The path with a newline, comma, quotes and non-ASCII survives the round trip through pandas.

@@ -102,6 +102,11 @@ def test_missing_broken_symlink_loop_and_directory(tmp_path):
     (tmp_path / "dir.jpg").mkdir()
     with pytest.raises(ImageError, match="directory"):
         read_image(tmp_path / "dir.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")  # opening it to read would wait for a writer forever
+    with pytest.raises(ImageError, match="a named pipe"):
+        read_image(tmp_path / "pipe.jpg")
+    with pytest.raises(ImageError, match="a device"):
+        read_image("/dev/zero")  # endless: read whole, it would fill memory
 
 
 def test_walk_is_recursive_sorted_skips_hidden_and_excluded_and_survives_symlink_loops(tmp_path):
