@@ -318,6 +318,8 @@ def sort_cmd(
     if sum((move, hardlink, symlink)) > 1:
         fail("choose one of --move, --hardlink, --symlink", 2)
     mode = "move" if move else "hardlink" if hardlink else "symlink" if symlink else "copy"
+    if any(os.path.isdir(p) and os.path.realpath(p) == os.path.realpath(into) for p in paths):
+        fail(f"--into {into} is the folder being sorted: give another folder (one inside it is fine)", 2)
     _check_html_target(html_out)
     run = _Run(
         paths,

@@ -212,6 +212,13 @@ def test_output_inside_the_photos_folder_is_not_scanned(photos):
     assert not any("SORTED" in r["source"] for r in report)
 
 
+def test_sorting_a_folder_into_itself_is_refused_and_touches_nothing(photos):
+    before, entries = snapshot(photos), sorted(photos.iterdir())
+    proc = run_cli("sort", photos, "--into", photos / "." / "")
+    assert proc.returncode == 2 and "is the folder being sorted" in proc.stderr, proc.stderr
+    assert snapshot(photos) == before and sorted(photos.iterdir()) == entries  # no class folders, no report
+
+
 def make_many(folder: Path, copies: int = 10) -> dict[str, str]:
     """copies x the example photos, each file distinct (a trailing byte), so a run takes a while."""
     folder.mkdir(parents=True, exist_ok=True)
