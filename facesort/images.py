@@ -118,21 +118,35 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
 
     Grayscale, 16-bit and alpha images come out as 8-bit BGR. Raises ImageError with a reason.
     """
-    return decode_image(read_bytes(path), max_pixels)
+    return decode_image(read_bytes(path, max_pixels), max_pixels)
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
+def max_file_bytes(max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """The largest file that can hold an image within the pixel limit: 8 bytes a pixel (16-bit RGBA, stored
+    uncompressed), plus 16 MiB of metadata. Anything larger is refused before it is read into memory."""
+    return max_pixels * 8 + (16 << 20)
+
+
+def read_bytes(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """A file's bytes, or ImageError with a short reason (missing, broken symlink, permissions, not a regular
-    file...). Opened without blocking, so a named pipe or a device is refused instead of waited on forever."""
+    file, too large for the pixel limit...). Opened without blocking, so a named pipe or a device is refused
+    instead of waited on forever."""
     fd = None
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
             raise IsADirectoryError
-        if not stat.S_ISREG(mode):
-            kind = "named pipe" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+        if not stat.S_ISREG(info.st_mode):
+            kind = (
+                "named pipe" if stat.S_ISFIFO(info.st_mode) else "socket" if stat.S_ISSOCK(info.st_mode) else "device"
+            )
             raise ImageError(f"not a regular file (a {kind})")
+        if info.st_size > max_file_bytes(max_pixels):
+            raise ImageError(
+                f"a file of {info.st_size / 1e6:,.0f} MB is larger than an image within the pixel limit of "
+                f"{max_pixels:,} can be"
+            )
         with os.fdopen(fd, "rb") as f:
             fd = None  # closed by f
             return f.read()

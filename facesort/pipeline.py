@@ -71,7 +71,7 @@ def _prepare(path: str, detector, size: int, scale: float, max_pixels: int) -> _
     record = _Image(path)
     t0 = time.perf_counter()
     try:
-        data = read_bytes(path)
+        data = read_bytes(path, max_pixels)
         t1 = time.perf_counter()
         # Large JPEGs decode reduced, still large enough that a face the detector can find keeps more
         # pixels than the model's input; boxes are reported in the full photo's pixels.

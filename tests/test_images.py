@@ -123,6 +123,14 @@ def test_walk_is_recursive_sorted_skips_hidden_and_excluded_and_survives_symlink
     assert list(iter_image_files([tmp_path / "notes.txt"])) == [tmp_path / "notes.txt"]
 
 
+def test_a_file_too_large_for_the_pixel_limit_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "huge.jpg"
+    with open(path, "wb") as f:  # sparse: no disk used, and read whole it would take 1 GB of memory
+        f.truncate(1_000_000_000)
+    with pytest.raises(ImageError, match="1,000 MB is larger than an image within the pixel limit of 1,000,000"):
+        read_image(path, max_pixels=1_000_000)
+
+
 def test_unreadable_file_permission(tmp_path):
     path = tmp_path / "secret.jpg"
     path.write_bytes(encode(".jpg", np.zeros((10, 10, 3), np.uint8)))
