@@ -88,7 +88,10 @@ Workers = Annotated[int, typer.Option(min=1, help="Threads decoding and detectin
 ModelOpt = Annotated[
     Path | None, typer.Option("--model", help="Model folder (model.onnx + model.json); default: shipped.")
 ]
-MaxPixels = Annotated[int, typer.Option(min=1, help="Refuse images larger than this (decompression bombs).")]
+MaxPixels = Annotated[
+    int,
+    typer.Option(min=1, help="Refuse images larger than this (decompression bombs), and files too large to hold one."),
+]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show ONNX Runtime's own log.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write an HTML page of the faces here.")]
