@@ -23,6 +23,24 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from facesort import __version__
+
+        print(f"facesort {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print facesort's version and exit."),
+    ] = False,
+) -> None:
+    pass
+
+
 class Detector(str, Enum):
     auto = "auto"
     blazeface = "blazeface"

@@ -269,6 +269,13 @@ def test_info_prints_the_model_card():
     assert "facesort train --happy" in proc.stdout and '"detector": "haar' in proc.stdout
 
 
+def test_version_is_the_package_version():
+    import facesort
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout == f"facesort {facesort.__version__}\n"
+
+
 def test_large_jpeg_decoded_reduced_reports_boxes_in_full_photo_pixels(tmp_path):
     from facesort.images import decode_scaled
 
