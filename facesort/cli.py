@@ -356,6 +356,8 @@ def sort_cmd(
         quiet,
         exclude=[into],
     )
+    if os.path.lexists(into) and not os.path.isdir(into):
+        fail(f"cannot write to {into}: it is a file, not a folder")
     try:
         sorter = Sorter(into, mode, dry_run)
         report = None if dry_run else SortReport(into)

@@ -192,6 +192,10 @@ def test_exit_codes(photos, tmp_path):
     assert not (tmp_path / "r.csv").exists()
     assert run_cli("classify", photos, "--no-such-option").returncode == 2
     assert run_cli("classify", photos, "--device", "tpu").returncode == 2
+    (tmp_path / "a-file").write_text("mine")
+    proc = run_cli("sort", photos, "--into", tmp_path / "a-file")
+    assert proc.returncode == 1 and "is a file, not a folder" in proc.stderr
+    assert (tmp_path / "a-file").read_text() == "mine"
 
 
 @functools.cache
