@@ -341,6 +341,8 @@ def sort_cmd(
     mode = "move" if move else "hardlink" if hardlink else "symlink" if symlink else "copy"
     if any(os.path.isdir(p) and os.path.realpath(p) == os.path.realpath(into) for p in paths):
         fail(f"--into {into} is the folder being sorted: give another folder (one inside it is fine)", 2)
+    if os.path.lexists(into) and not os.path.isdir(into):
+        fail(f"cannot write to {into}: it is a file, not a folder")
     _check_html_target(html_out)
     run = _Run(
         paths,
@@ -356,8 +358,6 @@ def sort_cmd(
         quiet,
         exclude=[into],
     )
-    if os.path.lexists(into) and not os.path.isdir(into):
-        fail(f"cannot write to {into}: it is a file, not a folder")
     try:
         sorter = Sorter(into, mode, dry_run)
         report = None if dry_run else SortReport(into)
