@@ -67,20 +67,26 @@ def build_backbone(size: int = 64, width: float = 1.0) -> keras.Model:
     return keras.Model(inputs, x, name="backbone")
 
 
-def _emotion_head(features, dropout: float):
+def _emotion_head(features, dropout: float, rows: str = "lower"):
     # Emotion is read from the lower half of the face (the mouth): the rest of the face says more about
-    # who someone is than how they feel, and that is a shortcut the small happy/sad set invites.
-    rows = features.shape[1]
-    lower = layers.Cropping2D(((rows // 2, 0), (0, 0)), name="mouth_rows")(features)
+    # who someone is than how they feel, and that is a shortcut the small happy/sad set invites. Measured
+    # against the whole face (rows="all"; training.head_probe): better on both happy/sad test files.
+    if rows == "lower":
+        n = features.shape[1]
+        lower = layers.Cropping2D(((n // 2, 0), (0, 0)), name="mouth_rows")(features)
+    elif rows == "all":
+        lower = layers.Identity(name="mouth_rows")(features)
+    else:
+        raise ValueError(f"rows must be 'lower' or 'all', not {rows!r}")
     x = layers.GlobalAveragePooling2D(name="mouth_pool")(lower)
     x = layers.Dropout(dropout, name="emotion_dropout")(x)
     return layers.Dense(1, activation="sigmoid", name="emotion")(x)
 
 
-def build_emotion_model(size: int = 64, width: float = 1.0, dropout: float = 0.3) -> keras.Model:
-    """Stage 1: backbone + emotion head (sigmoid p_happy)."""
+def build_emotion_model(size: int = 64, width: float = 1.0, dropout: float = 0.3, rows: str = "lower") -> keras.Model:
+    """Stage 1: backbone + emotion head (sigmoid p_happy), reading the feature map's lower rows (or all)."""
     backbone = build_backbone(size, width)
-    return keras.Model(backbone.input, _emotion_head(backbone.output, dropout), name="emotion_model")
+    return keras.Model(backbone.input, _emotion_head(backbone.output, dropout, rows), name="emotion_model")
 
 
 def build_unified_model(emotion_model: keras.Model, dropout: float = 0.3, name: str = "facesort") -> keras.Model:

@@ -51,6 +51,7 @@ class TrainConfig:
     batch_gender: int = 96
     batch_happy: int = 32
     width: float = 1.0
+    emotion_rows: str = "lower"  # the emotion head reads the feature map's lower rows (the mouth), or "all"
     distill_weight: float = 1.0
     happy_weight: float = 1.0
     gender_balance: bool = True  # gender loss balanced over (emotion, gender) cells, emotion from stage 1
@@ -155,6 +156,61 @@ def _predict(model, x: np.ndarray, batch: int = 512) -> np.ndarray:
     return np.concatenate([np.asarray(o).reshape(-1) for o in out])
 
 
+def train_emotion_models(cfg: TrainConfig, hx, hy, augment, rng: np.random.Generator, report=None, history=None):
+    """Stage 1: cfg.teachers emotion models on the happy/sad crops `hx` (labels `hy`), seeds cfg.seed + k,
+    batches drawn from `rng`; the first model's loss and accuracy per epoch go into `history`."""
+    tf, keras = import_tensorflow()
+    from training.model import build_emotion_model
+
+    report = report or (lambda *a, **k: None)
+    bce = keras.losses.BinaryCrossentropy(reduction="none")
+    teachers = []
+    steps_per_epoch = max(1, len(hx) // cfg.batch_happy)
+    for k in range(cfg.teachers):
+        keras.utils.set_random_seed(cfg.seed + k)
+        emotion = build_emotion_model(INPUT_SIZE, cfg.width, rows=cfg.emotion_rows)
+        teachers.append(emotion)
+        report("stage", f"stage 1: emotion model {k + 1}/{cfg.teachers} on {len(hx)} happy/sad images")
+        schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.emotion_epochs * steps_per_epoch)
+        opt = keras.optimizers.Adam(schedule)
+
+        @tf.function
+        def step_emotion(x, y, emotion=emotion, opt=opt):
+            x = augment(x)
+            if cfg.mixup:
+                # Mixup: blends of two faces with blended labels, against overfitting 600 images.
+                lam = tf.random.uniform((tf.shape(x)[0],), 0.0, cfg.mixup)
+                perm = tf.random.shuffle(tf.range(tf.shape(x)[0]))
+                xf = tf.cast(x, tf.float32)
+                xf = (1 - lam[:, None, None, None]) * xf + lam[:, None, None, None] * tf.gather(xf, perm)
+                x = tf.cast(xf, tf.uint8)
+                y = (1 - lam) * y + lam * tf.gather(y, perm)
+            with tf.GradientTape() as tape:
+                p = tf.reshape(emotion(x, training=True), (-1,))
+                loss = tf.reduce_mean(bce(y[:, None], p[:, None]))
+            grads = tape.gradient(loss, emotion.trainable_variables)
+            opt.apply_gradients(zip(grads, emotion.trainable_variables))
+            hit = tf.equal(tf.cast(p >= 0.5, tf.float32), tf.cast(y >= 0.5, tf.float32))
+            return loss, tf.reduce_mean(tf.cast(hit, tf.float32))
+
+        it = _batches(len(hx), cfg.batch_happy, rng)
+        for epoch in range(cfg.emotion_epochs):
+            losses, accs = [], []
+            for _ in range(steps_per_epoch):
+                idx = next(it)
+                loss, acc = step_emotion(hx[idx], hy[idx])
+                losses.append(float(loss))
+                accs.append(float(acc))
+            if k == 0 and history is not None:
+                history["emotion_loss"].append(float(np.mean(losses)))
+                history["emotion_acc"].append(float(np.mean(accs)))
+            report(
+                "epoch", f"emotion {k + 1} {epoch + 1}/{cfg.emotion_epochs}", loss=np.mean(losses), acc=np.mean(accs)
+            )
+
+    return teachers
+
+
 def train(cfg: TrainConfig, report=print) -> dict:
     """Train, export and write the model card. Returns the card."""
     tf, keras = import_tensorflow()
@@ -217,49 +273,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
     # K emotion models from different seeds: the first is the pretrained model of stage 2 (the study's
     # transfer); their average is the teacher on the gender images, a better one than any of them alone
     # (measured: 85% against 77-81% on celeba_smile_test for three).
-    teachers = []
-    steps_per_epoch = max(1, len(hx) // cfg.batch_happy)
-    for k in range(cfg.teachers):
-        keras.utils.set_random_seed(cfg.seed + k)
-        emotion = build_emotion_model(size, cfg.width)
-        teachers.append(emotion)
-        report("stage", f"stage 1: emotion model {k + 1}/{cfg.teachers} on {len(hx)} happy/sad images")
-        schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.emotion_epochs * steps_per_epoch)
-        opt = keras.optimizers.Adam(schedule)
-
-        @tf.function
-        def step_emotion(x, y, emotion=emotion, opt=opt):
-            x = augment(x)
-            if cfg.mixup:
-                # Mixup: blends of two faces with blended labels, against overfitting 600 images.
-                lam = tf.random.uniform((tf.shape(x)[0],), 0.0, cfg.mixup)
-                perm = tf.random.shuffle(tf.range(tf.shape(x)[0]))
-                xf = tf.cast(x, tf.float32)
-                xf = (1 - lam[:, None, None, None]) * xf + lam[:, None, None, None] * tf.gather(xf, perm)
-                x = tf.cast(xf, tf.uint8)
-                y = (1 - lam) * y + lam * tf.gather(y, perm)
-            with tf.GradientTape() as tape:
-                p = tf.reshape(emotion(x, training=True), (-1,))
-                loss = tf.reduce_mean(bce(y[:, None], p[:, None]))
-            grads = tape.gradient(loss, emotion.trainable_variables)
-            opt.apply_gradients(zip(grads, emotion.trainable_variables))
-            hit = tf.equal(tf.cast(p >= 0.5, tf.float32), tf.cast(y >= 0.5, tf.float32))
-            return loss, tf.reduce_mean(tf.cast(hit, tf.float32))
-
-        it = _batches(len(hx), cfg.batch_happy, rng)
-        for epoch in range(cfg.emotion_epochs):
-            losses, accs = [], []
-            for _ in range(steps_per_epoch):
-                idx = next(it)
-                loss, acc = step_emotion(hx[idx], hy[idx])
-                losses.append(float(loss))
-                accs.append(float(acc))
-            if k == 0:
-                history["emotion_loss"].append(float(np.mean(losses)))
-                history["emotion_acc"].append(float(np.mean(accs)))
-            report(
-                "epoch", f"emotion {k + 1} {epoch + 1}/{cfg.emotion_epochs}", loss=np.mean(losses), acc=np.mean(accs)
-            )
+    teachers = train_emotion_models(cfg, hx, hy, augment, rng, report, history)
 
     def ensemble(x):
         return np.mean([_predict(t, x) for t in teachers], axis=0)
@@ -299,7 +313,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         """One stage-2 run: a unified model from stage-1 model `student`'s weights (the study's transfer),
         emotion on the gender images taught by `soft`."""
         keras.utils.set_random_seed(cfg.seed + 1000 * round_ + student)
-        emotion = build_emotion_model(size, cfg.width)
+        emotion = build_emotion_model(size, cfg.width, rows=cfg.emotion_rows)
         emotion.set_weights(stage1_weights[student % len(stage1_weights)])
         unified = build_unified_model(emotion, name=f"facesort_r{round_}_s{student + 1}")
         steps_per_epoch = max(1, len(gx) // cfg.batch_gender)
