@@ -141,6 +141,29 @@ def test_train_with_bad_arguments_exits_2_with_one_sentence(tmp_path):
     assert proc.returncode == 2 and "missing.h5: no such file" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("bad", ["evaluate", "gender", "happy_test", "out"])
+def test_every_training_input_is_checked_before_any_work(tmp_path, bad):
+    # A wrong --evaluate folder used to surface as a traceback after the whole training run (45 minutes).
+    happy, gender = write_h5(tmp_path / "happy.h5"), make_gender_folder(tmp_path / "g", "split")
+    labelled = tmp_path / "labelled"
+    (labelled / "HappyMale").mkdir(parents=True)
+    shutil.copy(example_photos()[0], labelled / "HappyMale")
+    args = {"--happy": happy, "--gender": gender, "--out": tmp_path / "m", "--evaluate": labelled}
+    args["--happy-test"] = write_h5(tmp_path / "test.h5", "test_set")
+    wrong = {
+        "evaluate": ("--evaluate", tmp_path / "empty", "--evaluate: "),
+        "gender": ("--gender", tmp_path / "nothing", "no such folder"),
+        "happy_test": ("--happy-test", tmp_path / "nothing.h5", "nothing.h5: no such file"),
+        "out": ("--out", happy, "is a file, not a folder"),
+    }[bad]
+    (tmp_path / "empty").mkdir()
+    args[wrong[0]] = wrong[1]
+    proc = run_cli("train", *[v for kv in args.items() for v in kv], "--transfer-epochs", "1")
+    assert proc.returncode == 2 and wrong[2] in proc.stderr and "Traceback" not in proc.stderr
+    assert "face crops" not in proc.stderr + proc.stdout  # refused before the first face was cropped
+    assert not (tmp_path / "m").exists()
+
+
 def test_calibration_moves_the_threshold_to_where_both_classes_are_recalled():
     from training.calibrate import balanced_accuracy, choose_offset, logit
 

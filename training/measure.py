@@ -28,16 +28,17 @@ def held_out_figures(predict, happy_tests: dict, gender_val: tuple) -> tuple[dic
     return metrics, confusions
 
 
-def add_fourclass(card: dict, model_dir: Path, folder: str, confusions: dict) -> None:
-    """Measure a labelled four-class folder with the model in model_dir (its ONNX file and card as
-    written), through facesort's classify path with the default detector; add the figures to `card`."""
+def add_fourclass(card: dict, model_dir: Path, folder: str, confusions: dict, files=None) -> None:
+    """Measure a labelled four-class folder (or its `files`, as `facesort.evaluate.labelled_files` lists them)
+    with the model in model_dir (its ONNX file and card as written), through facesort's classify path with
+    the default detector; add the figures to `card`."""
     from facesort.detect import make_detector
     from facesort.evaluate import metrics as four_metrics
     from facesort.evaluate import predict_folder
     from facesort.model import Classifier
 
     (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")  # what the Classifier reads
-    y_true, y_pred = predict_folder(folder, Classifier(model_dir, device="cpu"), make_detector("auto"))
+    y_true, y_pred = predict_folder(folder, Classifier(model_dir, device="cpu"), make_detector("auto"), files=files)
     fourclass = four_metrics(y_true, y_pred) | {"folder": str(folder)}
     name = Path(folder).name
     metrics = card["metrics"]

@@ -228,34 +228,26 @@ def train(cfg: TrainConfig, report=print) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder")
     size = INPUT_SIZE
     history: dict[str, list] = {"emotion_loss": [], "emotion_acc": [], "transfer": []}
 
-    # ---- data ------------------------------------------------------------------------------------
+    # ---- inputs, all checked before any work: a wrong path is one sentence now, not after the training ----
     report("stage", "reading the happy/sad set")
     detector = training_detector(cfg.detector)
     happy_detector = training_detector(cfg.happy_detector) if cfg.happy_detector else detector
     happy = load_happy(cfg.happy)
-    hx, det_happy = happy_crops(happy.x, size, detector=happy_detector)
-    hy = happy.y.astype(np.float32)
-    # Held-out files, read and cropped once each (a file may be both --happy-test and --calibrate). Held-out
-    # images (these and gender validation) are cropped with the crop functions' default detector, the one
-    # `facesort classify` uses, whatever found the training faces: the card's figures are what users get.
     held_out = {p: load_happy([p]) for p in dict.fromkeys([*cfg.happy_test, *cfg.calibrate])}
-    held_crops = {p: happy_crops(s.x, size)[0] for p, s in held_out.items()}
-    tests = {Path(p).stem: held_out[p] for p in cfg.happy_test}
-    test_crops = {Path(p).stem: held_crops[p] for p in cfg.happy_test}
-    calibration_sets = {Path(p).stem: (held_crops[p], held_out[p].y) for p in cfg.calibrate}
-
-    report("stage", "face crops of the gender set")
     g_train, g_val = gender_files(cfg.gender, seed=cfg.seed)
-    if cfg.max_gender_images:
-        g_train = [g_train[i] for i in rng.permutation(len(g_train))[: cfg.max_gender_images]]
-        g_val = [g_val[i] for i in rng.permutation(len(g_val))[: max(50, cfg.max_gender_images // 8)]]
-    gx, gy, g_stats = gender_crop_cache(g_train, cfg.cache, size, workers=cfg.workers, detector=detector)
-    vx, vy, v_stats = gender_crop_cache(g_val, cfg.cache, size, workers=cfg.workers)
+    evaluate_files = None
+    if cfg.evaluate:
+        from facesort.evaluate import labelled_files
 
+        try:
+            evaluate_files = labelled_files(cfg.evaluate)
+        except ValueError as e:
+            raise DataError(f"--evaluate: {e}") from None
     landmark = None
     if cfg.landmark_teacher:
         from training.landmark_teacher import LandmarkTeacher
@@ -265,6 +257,29 @@ def train(cfg: TrainConfig, report=print) -> dict:
             landmark = LandmarkTeacher()
         except ValueError as e:
             raise DataError(f"--landmark-teacher: {e}") from None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"--out {out}: {e.strerror or e}") from None
+
+    # ---- data ------------------------------------------------------------------------------------
+    report("stage", "face crops of the happy/sad set")
+    hx, det_happy = happy_crops(happy.x, size, detector=happy_detector)
+    hy = happy.y.astype(np.float32)
+    # Held-out files, read and cropped once each (a file may be both --happy-test and --calibrate). Held-out
+    # images (these and gender validation) are cropped with the crop functions' default detector, the one
+    # `facesort classify` uses, whatever found the training faces: the card's figures are what users get.
+    held_crops = {p: happy_crops(s.x, size)[0] for p, s in held_out.items()}
+    tests = {Path(p).stem: held_out[p] for p in cfg.happy_test}
+    test_crops = {Path(p).stem: held_crops[p] for p in cfg.happy_test}
+    calibration_sets = {Path(p).stem: (held_crops[p], held_out[p].y) for p in cfg.calibrate}
+
+    report("stage", "face crops of the gender set")
+    if cfg.max_gender_images:
+        g_train = [g_train[i] for i in rng.permutation(len(g_train))[: cfg.max_gender_images]]
+        g_val = [g_val[i] for i in rng.permutation(len(g_val))[: max(50, cfg.max_gender_images // 8)]]
+    gx, gy, g_stats = gender_crop_cache(g_train, cfg.cache, size, workers=cfg.workers, detector=detector)
+    vx, vy, v_stats = gender_crop_cache(g_val, cfg.cache, size, workers=cfg.workers)
 
     augment = tf.function(_augment_fn(tf, size))
     bce = keras.losses.BinaryCrossentropy(reduction="none")
@@ -543,7 +558,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         # Measured through facesort's own path (the ONNX model and card just written, face detection),
         # with its definitions; for the card only.
         report("stage", f"measuring on {cfg.evaluate} (reporting only)")
-        add_fourclass(card, out, cfg.evaluate, confusions)
+        add_fourclass(card, out, cfg.evaluate, confusions, files=evaluate_files)
     (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     write_markdown(card, out, confusions)
     unified.save(out / "keras_model.keras")
