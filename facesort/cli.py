@@ -334,7 +334,7 @@ def sort_cmd(
 ) -> None:
     """Copy (or move, link) photos into INTO/{HappyMale,HappyFemale,SadMale,SadFemale,NoFace}."""
     from facesort.pipeline import group_by_image
-    from facesort.sorter import Sorter, SortReport, destinations
+    from facesort.sorter import REPORT_NAME, Sorter, SortReport, destinations
 
     if sum((move, hardlink, symlink)) > 1:
         fail("choose one of --move, --hardlink, --symlink", 2)
@@ -367,6 +367,7 @@ def sort_cmd(
     from facesort.sorter import Placement
 
     counts: dict[str, int] = {}
+    not_removed = 0
     kept = [] if html_out else None
     for rows in group_by_image(run.results()):
         if kept is not None:
@@ -376,6 +377,7 @@ def sort_cmd(
         placements = sorter.place_all(source, labels) or [Placement(source, "", "", "not sorted", rows[0].error)]
         for p in placements:
             counts[p.action] = counts.get(p.action, 0) + 1
+            not_removed += p.error.startswith("source not removed")
             if dry_run:
                 print(f"{p.source} -> {p.destination or '(not sorted: ' + p.error + ')'}", flush=True)
             else:
@@ -385,6 +387,11 @@ def sort_cmd(
     run.summary("facesort sort")
     if not quiet:
         run.console.print(", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to sort")
+    if not_removed:
+        _err_console().print(
+            f"[yellow]warning:[/] {not_removed} photos are in their class folders but could not be removed from "
+            f"where they were (see the error column of {into / REPORT_NAME})"
+        )
     if html_out:
         _write_html(kept, html_out, None if quiet else run.console)
 

@@ -98,12 +98,12 @@ class Sorter:
                 return Placement(source, str(dest), label, f"would {mode}")
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                action = self._do(src, dest, mode)
+                action, error = self._do(src, dest, mode)
             except FileExistsError:
                 continue  # taken since we looked: try the next name
             except OSError as e:
                 return Placement(source, str(dest), label, "not sorted", e.strerror or str(e))
-            return Placement(source, str(dest), label, action)
+            return Placement(source, str(dest), label, action, error)
         return Placement(source, "", label, "not sorted", "no free name")
 
     def _already_there(self, source: str, dest: Path, label: str, mode: str) -> Placement:
@@ -124,27 +124,34 @@ class Sorter:
         try:
             os.unlink(src)
         except OSError as e:
-            return Placement(source, str(dest), label, "not sorted", e.strerror or str(e))
+            return Placement(source, str(dest), label, "already there", _kept(e))
         return Placement(source, str(dest), label, "moved")
 
-    def _do(self, src: Path, dest: Path, mode: str) -> str:
+    def _do(self, src: Path, dest: Path, mode: str) -> tuple[str, str]:
+        """Place src at dest; (action, error), error saying why a moved file's source is still there."""
         if mode == "symlink":
             os.symlink(os.path.abspath(src), dest)
-            return "symlinked"
+            return "symlinked", ""
         if mode == "hardlink":
             os.link(src, dest)
-            return "hardlinked"
+            return "hardlinked", ""
         if mode == "move":
+            action = "hardlinked"
             try:
                 os.link(src, dest)  # same filesystem: the move is a link, then the unlink
             except OSError as e:
                 if e.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
                     raise
                 self._copy(src, dest)
-            os.unlink(src)  # only once the destination is complete
-            return "moved"
+                action = "copied"
+            try:
+                os.unlink(src)  # only once the destination is complete
+            except OSError as e:
+                # A read-only source folder: the photo is sorted all the same, as a copy (or link).
+                return action, _kept(e)
+            return "moved", ""
         self._copy(src, dest)
-        return "copied"
+        return "copied", ""
 
     @staticmethod
     def _copy(src: Path, dest: Path) -> None:
@@ -162,6 +169,10 @@ class Sorter:
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
+
+
+def _kept(e: OSError) -> str:
+    return f"source not removed: {e.strerror or e}"
 
 
 def _same_content(src: Path, dest: Path) -> bool:

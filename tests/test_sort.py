@@ -137,6 +137,42 @@ def test_a_move_cut_short_after_placing_is_finished_by_the_next_run(photos, tmp_
     assert row["action"] == "moved" and row["destination"] == str(dest)
 
 
+@pytest.mark.parametrize("same_filesystem", [True, False])
+def test_a_move_whose_source_cannot_be_removed_is_reported_as_placed_with_why(
+    photos, tmp_path, monkeypatch, same_filesystem
+):
+    # A read-only source folder: the photo is in its class folder all the same, and the report says so
+    # (it said "not sorted" while the copy was there), with why the source is still there.
+    import errno
+
+    from facesort import sorter as sorter_module
+
+    src = sorted(photos.iterdir())[0]
+    real_unlink, real_link = os.unlink, os.link
+
+    def unlink(path, *a, **k):
+        if Path(path) == src:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_unlink(path, *a, **k)
+
+    def link(a, b, **k):
+        if Path(a) == src and not same_filesystem:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_link(a, b, **k)
+
+    monkeypatch.setattr(sorter_module.os, "unlink", unlink)
+    monkeypatch.setattr(sorter_module.os, "link", link)
+    sorter = sorter_module.Sorter(tmp_path / "SORTED", "move", False)
+    first = sorter.place(str(src), "HappyMale")
+    dest = tmp_path / "SORTED" / "HappyMale" / src.name
+    assert first.action == ("hardlinked" if same_filesystem else "copied") and first.destination == str(dest)
+    assert first.error == "source not removed: Permission denied"
+    assert src.exists() and digest(dest) == digest(src)
+    again = sorter.place(str(src), "HappyMale")  # the next run finds it placed and still cannot remove it
+    assert (again.action, again.error) == ("already there", first.error)
+    assert [p.name for p in (tmp_path / "SORTED" / "HappyMale").iterdir()] == [src.name]
+
+
 def test_a_move_never_removes_a_source_that_is_its_only_copy(photos, tmp_path):
     into = tmp_path / "SORTED"
     before = snapshot(photos)
