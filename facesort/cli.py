@@ -334,7 +334,7 @@ def sort_cmd(
 ) -> None:
     """Copy (or move, link) photos into INTO/{HappyMale,HappyFemale,SadMale,SadFemale,NoFace}."""
     from facesort.pipeline import group_by_image
-    from facesort.sorter import REPORT_NAME, Sorter, SortReport, destinations
+    from facesort.sorter import REPORT_NAME, SOURCE_KEPT, Sorter, SortReport, destinations
 
     if sum((move, hardlink, symlink)) > 1:
         fail("choose one of --move, --hardlink, --symlink", 2)
@@ -377,7 +377,7 @@ def sort_cmd(
         placements = sorter.place_all(source, labels) or [Placement(source, "", "", "not sorted", rows[0].error)]
         for p in placements:
             counts[p.action] = counts.get(p.action, 0) + 1
-            not_removed += p.error.startswith("source not removed")
+            not_removed += p.error.startswith(SOURCE_KEPT)
             if dry_run:
                 print(f"{p.source} -> {p.destination or '(not sorted: ' + p.error + ')'}", flush=True)
             else:

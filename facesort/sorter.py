@@ -25,6 +25,7 @@ MODES = ("copy", "move", "hardlink", "symlink")
 NO_FACE_DIR = "NoFace"
 TMP_SUFFIX = ".facesort-tmp"
 REPORT_NAME = "facesort-report.csv"
+SOURCE_KEPT = "source not removed"  # the error of a move whose photo was placed but whose source stays
 REPORT_COLUMNS = ("run", "source", "destination", "label", "action", "error")
 
 
@@ -172,7 +173,7 @@ class Sorter:
 
 
 def _kept(e: OSError) -> str:
-    return f"source not removed: {e.strerror or e}"
+    return f"{SOURCE_KEPT}: {e.strerror or e}"
 
 
 def _same_content(src: Path, dest: Path) -> bool:
