@@ -228,8 +228,6 @@ def train(cfg: TrainConfig, report=print) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out} is a file, not a folder")
     size = INPUT_SIZE
     history: dict[str, list] = {"emotion_loss": [], "emotion_acc": [], "transfer": []}
 
@@ -257,6 +255,8 @@ def train(cfg: TrainConfig, report=print) -> dict:
             landmark = LandmarkTeacher()
         except ValueError as e:
             raise DataError(f"--landmark-teacher: {e}") from None
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
