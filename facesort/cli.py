@@ -19,7 +19,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Classify every face in photos as HappyMale, HappyFemale, SadMale or SadFemale.\n\n"
     "Exit codes: 0 every input was processed (unreadable files are rows with status=error); "
-    "1 the run could not proceed (model missing, output not writable); 2 usage error.",
+    "1 the run could not proceed (model missing, output not writable), or a path named does not exist (the "
+    "others are processed); 2 usage error (none of the paths named exists).",
 )
 
 
@@ -119,6 +120,10 @@ HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write an HTML
 MAX_PIXELS = 50_000_000
 
 
+def _joined(paths) -> str:
+    return ", ".join(str(p) for p in paths)
+
+
 def _default_workers() -> int:
     return max(1, min(8, usable_cores()))
 
@@ -145,9 +150,14 @@ class _Run:
         from facesort.model import ModelError
         from facesort.pipeline import pipeline_classifier
 
-        for p in paths:
-            if not os.path.lexists(p):
-                _err_console().print(f"[yellow]warning:[/] {p} does not exist (reported as an error row)")
+        # A path named on the command line that does not exist is most often a typo: when none exists the
+        # run stops before anything is written; otherwise the others are processed, the missing ones are
+        # error rows, and the exit code is 1 (`finish`), as `cp` and `cat` do.
+        self.missing = [p for p in paths if not os.path.lexists(p)]
+        if self.missing and len(self.missing) == len(paths):
+            fail(f"{_joined(self.missing)} {'does' if len(self.missing) == 1 else 'do'} not exist", 2)
+        for p in self.missing:
+            _err_console().print(f"[yellow]warning:[/] {p} does not exist (reported as an error row)")
         try:
             self.classifier = pipeline_classifier(model, device.value, verbose)
         except ModelError as e:
@@ -208,9 +218,17 @@ class _Run:
                 yield row
             progress.update(task, completed=self.stats.files)
 
+    def finish(self) -> None:
+        """Exit 1 where a path named on the command line did not exist (after the report is complete)."""
+        if self.missing:
+            fail(
+                f"{_joined(self.missing)} {'does' if len(self.missing) == 1 else 'do'} not exist "
+                "(error rows in the report; the other paths were processed)"
+            )
+
     def summary(self, title: str = "facesort") -> None:
         if self.stats.files == 0:  # a wrong folder, or photos one level down with --no-recursive
-            where = ", ".join(str(p) for p in self.paths)
+            where = _joined(self.paths)
             how = "top level only, --no-recursive" if not self.recursive else "subfolders included"
             self.console.print(
                 f"[yellow]warning:[/] no image files found in {where} ({how}; "
@@ -286,6 +304,7 @@ def classify(
     run.summary()
     if html_out:
         _write_html(kept, html_out, None if quiet else run.console)
+    run.finish()
 
 
 def _check_html_target(path: Path | None) -> None:
@@ -394,6 +413,7 @@ def sort_cmd(
         )
     if html_out:
         _write_html(kept, html_out, None if quiet else run.console)
+    run.finish()
 
 
 @app.command()

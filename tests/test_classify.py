@@ -78,7 +78,8 @@ def test_every_bad_input_is_a_row_and_the_run_goes_on(tmp_path):
     folder.mkdir()
     make_bad_inputs(folder)
     proc = run_cli("classify", folder, tmp_path / "deleted.jpg", "--out", tmp_path / "r.csv")
-    assert proc.returncode == 0, proc.stderr
+    # Everything was processed; the exit code says that a path named on the command line does not exist.
+    assert proc.returncode == 1 and "deleted.jpg does not exist" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     df = pd.read_csv(tmp_path / "r.csv", keep_default_na=False)
     by_name = {os.path.basename(p): g for p, g in df.groupby("path")}
@@ -196,6 +197,18 @@ def test_exit_codes(photos, tmp_path):
     proc = run_cli("sort", photos, "--into", tmp_path / "a-file")
     assert proc.returncode == 1 and "is a file, not a folder" in proc.stderr
     assert (tmp_path / "a-file").read_text() == "mine"
+    # A mistyped folder: nothing named exists, so nothing is written or created and the exit code is 2.
+    proc = run_cli("classify", tmp_path / "photoz", "--out", tmp_path / "typo.csv")
+    assert proc.returncode == 2 and "photoz does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("sort", tmp_path / "photoz", "--into", tmp_path / "sorted")
+    assert proc.returncode == 2 and "photoz does not exist" in proc.stderr
+    assert not (tmp_path / "typo.csv").exists() and not (tmp_path / "sorted").exists()
+    # One of several missing: the others are sorted, the missing one is a row, and the exit code is 1.
+    proc = run_cli("sort", photos, tmp_path / "photoz", "--into", tmp_path / "sorted")
+    assert proc.returncode == 1 and "photoz does not exist" in proc.stderr
+    report = pd.read_csv(tmp_path / "sorted" / "facesort-report.csv", keep_default_na=False)
+    assert len(report) == len(list(Path(photos).iterdir())) + 1
+    assert (report.action == "not sorted").sum() == 1
 
 
 @functools.cache
