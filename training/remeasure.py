@@ -21,28 +21,47 @@ from pathlib import Path
 import numpy as np
 
 from facesort.crop import CONVENTION
-from facesort.model import CARD_FILE, Classifier
+from facesort.evaluate import labelled_files
+from facesort.model import CARD_FILE, Classifier, ModelError
 from training.card import write_markdown
-from training.data import CROP_CACHE, TRAINING_DETECTORS, gender_crop_cache, gender_files, happy_crops, load_happy
+from training.data import (
+    CROP_CACHE,
+    TRAINING_DETECTORS,
+    DataError,
+    gender_crop_cache,
+    gender_files,
+    happy_crops,
+    load_happy,
+)
 from training.measure import add_fourclass, held_out_figures
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.remeasure", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--happy-test", action="append", help="default: the card's")
     parser.add_argument("--gender", help="default: the card's")
     parser.add_argument("--evaluate", help="default: the card's")
     parser.add_argument("--why", required=True, help="recorded in the card")
     args = parser.parse_args(argv)
+    # Every input read and checked before anything is measured: a mistyped path is one sentence, exit 2.
     card_path = args.model_dir / CARD_FILE
-    card = json.loads(card_path.read_text())
-    config = card["training"]["config"]
-    happy_tests = args.happy_test or config["happy_test"]
-    gender = args.gender or config["gender"]
-    evaluate = args.evaluate or config.get("evaluate")
-
-    clf = Classifier(args.model_dir, device="cpu")
+    try:
+        card = json.loads(card_path.read_text())
+        config = card["training"]["config"]
+        happy_tests = args.happy_test or config["happy_test"]
+        gender = args.gender or config["gender"]
+        evaluate = args.evaluate or config.get("evaluate")
+        clf = Classifier(args.model_dir, device="cpu")
+        held_out = {Path(f).stem: load_happy([f]) for f in happy_tests}
+        _, g_val = gender_files(gender, seed=config.get("seed", 0))
+        evaluate_files = labelled_files(evaluate) if evaluate else None
+    except OSError as e:
+        parser.error(f"{e.filename or args.model_dir}: {e.strerror or e}")
+    except (KeyError, json.JSONDecodeError) as e:
+        parser.error(f"{card_path} is not a facesort model card ({type(e).__name__}: {e})")
+    except (DataError, ModelError, ValueError) as e:
+        parser.error(str(e))
 
     def predict(x):
         parts = [clf.predict(np.asarray(x[i : i + 512])) for i in range(0, len(x), 512)]
@@ -51,11 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             "gender": np.concatenate([p.p_male for p in parts]),
         }
 
-    tests = {}
-    for f in happy_tests:
-        s = load_happy([f])
-        tests[Path(f).stem] = (happy_crops(s.x, clf.input_size)[0], s.y)
-    _, g_val = gender_files(gender, seed=config.get("seed", 0))
+    tests = {stem: (happy_crops(s.x, clf.input_size)[0], s.y) for stem, s in held_out.items()}
     vx, vy, _ = gender_crop_cache(g_val, CROP_CACHE, clf.input_size)
     previous = card["metrics"]
     metrics, confusions = held_out_figures(predict, tests, (np.asarray(vx), vy))
@@ -69,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "previous_metrics": previous,
     }
     if evaluate:
-        add_fourclass(card, args.model_dir, evaluate, confusions)
+        add_fourclass(card, args.model_dir, evaluate, confusions, files=evaluate_files)
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     write_markdown(card, args.model_dir, confusions)
     print(json.dumps(card["metrics"], indent=2))
