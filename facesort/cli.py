@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -252,6 +253,19 @@ class _Run:
         self.console.print(table)
 
 
+@contextmanager
+def _output_errors(out: str):
+    """Around writes of a report or of stdout: a reader that went away (`| head`) ends the run quietly, as
+    other Unix tools do; any other write error (a full disk) is one sentence and exit 1."""
+    try:
+        yield
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    except OSError as e:
+        fail(f"cannot write {'to standard output' if out == '-' else out}: {e.strerror or e}")
+
+
 def _open_output(out: str):
     if out == "-":
         return sys.stdout, False
@@ -281,34 +295,35 @@ def classify(
     """Classify every face and write a report: one row per face (CSV or JSON Lines)."""
     from facesort.report import ReportWriter, result_row
 
-    _check_html_target(html_out)
+    _check_file_target(html_out)
     run = _Run(paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
     stream, close = _open_output(out)
-    writer = ReportWriter(stream, fmt.value)
     kept = [] if html_out else None
+    written = False
     try:
+        with _output_errors(out):
+            writer = ReportWriter(stream, fmt.value)
         for row in run.results():
             if kept is not None:
                 kept.append(result_row(row))
-            try:
+            with _output_errors(out):
                 writer.write(row)
-            except BrokenPipeError:
-                # The reader went away (`| head`): stop quietly, as other Unix tools do.
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                raise typer.Exit(0) from None
-            except OSError as e:
-                fail(f"cannot write {out}: {e.strerror or e}")
+        written = True
     finally:
         if close:
-            stream.close()
+            try:
+                stream.close()  # flushes: a full disk can show here first
+            except OSError as e:
+                if written:  # otherwise the error that stopped the run has been reported already
+                    fail(f"cannot write {out}: {e.strerror or e}")
     run.summary()
     if html_out:
         _write_html(kept, html_out, None if quiet else run.console)
     run.finish()
 
 
-def _check_html_target(path: Path | None) -> None:
-    """Refuse an HTML page that cannot be written before the run, not after it (as --out does)."""
+def _check_file_target(path: Path | None) -> None:
+    """Refuse an output file that cannot be written before the run, not after it (as --out does)."""
     if path is None:
         return
     if not path.parent.is_dir():
@@ -362,7 +377,7 @@ def sort_cmd(
         fail(f"--into {into} is the folder being sorted: give another folder (one inside it is fine)", 2)
     if os.path.lexists(into) and not os.path.isdir(into):
         fail(f"cannot write to {into}: it is a file, not a folder")
-    _check_html_target(html_out)
+    _check_file_target(html_out)
     run = _Run(
         paths,
         recursive,
@@ -398,11 +413,12 @@ def sort_cmd(
             counts[p.action] = counts.get(p.action, 0) + 1
             not_removed += p.error.startswith(SOURCE_KEPT)
             if dry_run:
-                print(f"{p.source} -> {p.destination or '(not sorted: ' + p.error + ')'}", flush=True)
+                with _output_errors("-"):
+                    print(f"{p.source} -> {p.destination or '(not sorted: ' + p.error + ')'}", flush=True)
             else:
-                report.write(sorter.run_id, p)
+                _write_sort_report(report, sorter.run_id, p, into / REPORT_NAME)
     if report:
-        report.close()
+        _write_sort_report(report, None, None, into / REPORT_NAME)
     run.summary("facesort sort")
     if not quiet:
         run.console.print(", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to sort")
@@ -414,6 +430,21 @@ def sort_cmd(
     if html_out:
         _write_html(kept, html_out, None if quiet else run.console)
     run.finish()
+
+
+def _write_sort_report(report, run_id: str | None, placement, path: Path) -> None:
+    """One placement into SORTED/facesort-report.csv (None: close it). Where it cannot be written (a full
+    disk) the run stops: sorting on without a record of what went where would leave the user guessing."""
+    try:
+        if placement is None:
+            report.close()
+        else:
+            report.write(run_id, placement)
+    except OSError as e:
+        fail(
+            f"cannot write {path}: {e.strerror or e}; sorting stopped (the photos placed before this one are in "
+            "their class folders, and a rerun once there is room finishes the job without placing any twice)"
+        )
 
 
 @app.command()
@@ -474,6 +505,9 @@ def evaluate(
         files = labelled_files(folder, labels)
     except ValueError as e:
         fail(str(e), 2)
+    _check_file_target(json_out)
+    if plots is not None and plots.exists() and not plots.is_dir():
+        fail(f"cannot write to {plots}: it is a file, not a folder")
     run = _Run([folder], True, detector, min_face, device, batch_size, workers, model, MAX_PIXELS, verbose, quiet)
     errors: list[tuple[str, str]] = []
     y_true, y_pred = predict_folder(
@@ -489,12 +523,18 @@ def evaluate(
     figures = metrics(y_true, y_pred)
     show_metrics(figures)
     if json_out:
-        json_out.write_text(json.dumps(figures, indent=2) + "\n")
+        try:
+            json_out.write_text(json.dumps(figures, indent=2) + "\n")
+        except OSError as e:
+            fail(f"cannot write {json_out}: {e.strerror or e}")
     if plots:
         from facesort.plots import confusion_png
 
-        plots.mkdir(parents=True, exist_ok=True)
-        confusion_png(figures, plots / "confusion.png")
+        try:
+            plots.mkdir(parents=True, exist_ok=True)
+            confusion_png(figures, plots / "confusion.png")
+        except OSError as e:
+            fail(f"cannot write {plots / 'confusion.png'}: {e.strerror or e}")
 
 
 def show_metrics(figures: dict) -> None:

@@ -31,4 +31,8 @@ def confusion_png(figures: dict, path: str | Path, title: str = "") -> None:
         cv2.putText(img, name, (left + j * cell + 4, top - 12), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     label = title or f"accuracy {figures['accuracy']:.1%} on {figures['images']} photos (rows true, columns predicted)"
     cv2.putText(img, label, (8, 30), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.imwrite(str(path), img)
+    # Encoded here and written by Python: cv2.imwrite returns False on a full disk instead of raising.
+    ok, png = cv2.imencode(".png", img)
+    if not ok:
+        raise OSError(f"could not encode {path} as PNG")
+    Path(path).write_bytes(png.tobytes())

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import example_photos, run_cli
+from conftest import EXAMPLES, example_photos, run_cli
 
 from facesort.report import COLUMNS
 
@@ -344,3 +344,48 @@ def test_cuda_batch_padding_keeps_each_faces_result():
     got = clf.predict(crops)
     assert padded_batch(5) == 64 and len(got.p_happy) == len(got.p_male) == len(got.probs) == 5
     assert np.allclose(got.probs, ref.probs, atol=1e-6) and np.allclose(got.p_male, ref.p_male, atol=1e-6)
+
+
+def _file_size_limit(limit: int):
+    """preexec_fn: files written by the child may not grow past `limit` bytes (as on a full disk; the write
+    fails with EFBIG once SIGXFSZ is ignored). Needs no privileges, unlike mounting a small filesystem."""
+    import resource
+    import signal
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_full_disk_is_one_sentence_and_exit_1_not_a_traceback(photos, tmp_path):
+    def check(proc, says):
+        assert proc.returncode == 1 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+    # Standard output on a full disk (/dev/full), for the report and for sort's plan.
+    for args in (["classify", photos], ["sort", photos, "--into", tmp_path / "s", "--dry-run"]):
+        with open("/dev/full", "w") as full:
+            cmd = [sys.executable, "-m", "facesort", *map(str, args), "--quiet"]
+            proc = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+        check(proc, "cannot write to standard output")
+    # Files that cannot grow past 400 bytes: the report, the photos' copies, evaluate's figures.
+    small = _file_size_limit(400)
+    check(run_cli("classify", photos, "--out", tmp_path / "r.csv", preexec_fn=small), f"cannot write {tmp_path}")
+    sources = {p.name: p.read_bytes() for p in photos.iterdir()}
+    proc = run_cli("sort", photos, "--into", tmp_path / "sorted", preexec_fn=small)
+    check(proc, "sorting stopped")
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == sources  # nothing lost
+    assert not [p for p in (tmp_path / "sorted").rglob("*") if p.is_file() and p.name != "facesort-report.csv"]
+    # The report holds whole rows only (the one cut short was taken back), and a rerun with room finishes.
+    lines = (tmp_path / "sorted" / "facesort-report.csv").read_text().splitlines()
+    assert lines[0] == "run,source,destination,label,action,error" and all(line.count(",") == 5 for line in lines)
+    assert run_cli("sort", photos, "--into", tmp_path / "sorted").returncode == 0
+    placed = [p for p in (tmp_path / "sorted").rglob("*.jpg")]
+    assert sorted(p.name for p in placed) == sorted(sources)
+    report = pd.read_csv(tmp_path / "sorted" / "facesort-report.csv", keep_default_na=False)
+    assert (report.action == "copied").sum() == len(sources)
+    proc = run_cli(
+        "evaluate", EXAMPLES, "--labels", EXAMPLES / "labels.csv", "--plots", tmp_path / "p", preexec_fn=small
+    )
+    check(proc, "confusion.png")
