@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import errno
 import filecmp
+import io
 import os
 import shutil
 from dataclasses import dataclass
@@ -186,28 +187,44 @@ def _same_content(src: Path, dest: Path) -> bool:
 
 
 class SortReport:
-    """SORTED/facesort-report.csv: one row per placement, appended run after run."""
+    """SORTED/facesort-report.csv: one row per placement, appended run after run. Each row is written whole
+    or not at all: a write cut short (a full disk) is taken back, so the file stays a valid CSV for the
+    next run to append to."""
 
     def __init__(self, into: Path) -> None:
         path = into / REPORT_NAME
-        new = not path.exists()
-        self._file = open(path, "a", newline="", encoding="utf-8", errors="surrogateescape")
-        self._csv = csv.DictWriter(self._file, REPORT_COLUMNS, lineterminator="\n")
-        if new:
-            self._csv.writeheader()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            size = os.fstat(self._fd).st_size
+            if size == 0:
+                self._append(_csv_line(REPORT_COLUMNS))
+            else:
+                with open(path, "rb") as f:  # a row torn by an earlier facesort, killed mid-write
+                    f.seek(size - 1)
+                    if f.read(1) != b"\n":
+                        self._append("\n")
+        except OSError:
+            os.close(self._fd)
+            raise
+
+    def _append(self, text: str) -> None:
+        data = text.encode("utf-8", "surrogateescape")
+        size = os.fstat(self._fd).st_size
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+        except OSError:
+            os.ftruncate(self._fd, size)
+            raise
 
     def write(self, run: str, p: Placement) -> None:
-        self._csv.writerow(
-            {
-                "run": run,
-                "source": p.source,
-                "destination": p.destination,
-                "label": p.label,
-                "action": p.action,
-                "error": p.error,
-            }
-        )
-        self._file.flush()
+        self._append(_csv_line((run, p.source, p.destination, p.label, p.action, p.error)))
 
     def close(self) -> None:
-        self._file.close()
+        os.close(self._fd)
+
+
+def _csv_line(values) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue()

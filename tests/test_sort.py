@@ -81,6 +81,16 @@ def test_second_run_is_a_no_op(photos, tmp_path):
     assert {r["action"] for r in last_run} == {"already there"}
 
 
+def test_a_report_row_torn_by_a_killed_run_does_not_swallow_the_next_runs_first_row(photos, tmp_path):
+    into = tmp_path / "SORTED"
+    into.mkdir()
+    (into / "facesort-report.csv").write_text("run,source,destination,label,action,error\nx,/photos/a.jpg,/SOR")
+    assert run_cli("sort", photos, "--into", into).returncode == 0
+    rows = sort_report(into)
+    assert [r["source"] for r in rows[1:]] == sorted(str(p) for p in photos.iterdir())
+    assert all(r["action"] == "copied" for r in rows[1:])
+
+
 def test_never_overwrites_a_name_already_taken(photos, tmp_path):
     into = tmp_path / "SORTED"
     # Learn where each photo goes, then put a different file under each of those names.
