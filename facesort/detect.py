@@ -77,6 +77,8 @@ class HaarDetector:
         shrink = min(1.0, self.detect_side / long_side) if long_side >= SMALL_IMAGE else 2.0
         if self.min_face and shrink < 1.0:
             shrink = min(1.0, max(shrink, HAAR_WINDOW / self.min_face))
+        if min(height, width) * shrink < HAAR_WINDOW:
+            return []  # no window fits (a strip of a photo, 1x5000): shrunk, it would have a side of 0 pixels
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if shrink != 1.0:
             interpolation = cv2.INTER_AREA if shrink < 1.0 else cv2.INTER_LINEAR

@@ -69,6 +69,10 @@ def test_no_face_in_a_photo_without_one():
     for name in ("auto", "blazeface", "haar"):
         assert make_detector(name).detect(noise) == [], name
         assert make_detector(name).detect(np.full((300, 300, 3), 128, np.uint8)) == [], name
+        # Strips and specks of a photo (a 1x5000 banner, one pixel) hold no face; the Haar passes used to
+        # shrink a strip to a side of 0 pixels and fail with OpenCV's assertion text as the row's error.
+        for shape in ((1, 5000, 3), (6000, 2, 3), (1, 1, 3), (30, 4000, 3)):
+            assert make_detector(name).detect(np.full(shape, 128, np.uint8)) == [], (name, shape)
 
 
 def test_boxes_are_in_the_photos_pixels_whatever_its_size(images):
