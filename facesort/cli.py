@@ -254,16 +254,16 @@ class _Run:
 
 
 @contextmanager
-def _output_errors(out: str):
+def _output_errors(out: str | Path, then: str = ""):
     """Around writes of a report or of stdout: a reader that went away (`| head`) ends the run quietly, as
-    other Unix tools do; any other write error (a full disk) is one sentence and exit 1."""
+    other Unix tools do; any other write error (a full disk) is one sentence (`then` added) and exit 1."""
     try:
         yield
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0) from None
     except OSError as e:
-        fail(f"cannot write {'to standard output' if out == '-' else out}: {e.strerror or e}")
+        fail(f"cannot write {'to standard output' if out == '-' else out}: {e.strerror or e}{then}")
 
 
 def _open_output(out: str):
@@ -402,6 +402,10 @@ def sort_cmd(
 
     counts: dict[str, int] = {}
     not_removed = 0
+    stopped = (
+        "; sorting stopped (the photos placed before this one are in their class folders, and a rerun once "
+        "there is room finishes the job without placing any twice)"
+    )
     kept = [] if html_out else None
     for rows in group_by_image(run.results()):
         if kept is not None:
@@ -416,9 +420,11 @@ def sort_cmd(
                 with _output_errors("-"):
                     print(f"{p.source} -> {p.destination or '(not sorted: ' + p.error + ')'}", flush=True)
             else:
-                _write_sort_report(report, sorter.run_id, p, into / REPORT_NAME)
+                # Sorting on without a record of what went where would leave the user guessing: it stops.
+                with _output_errors(into / REPORT_NAME, stopped):
+                    report.write(sorter.run_id, p)
     if report:
-        _write_sort_report(report, None, None, into / REPORT_NAME)
+        report.close()
     run.summary("facesort sort")
     if not quiet:
         run.console.print(", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to sort")
@@ -430,21 +436,6 @@ def sort_cmd(
     if html_out:
         _write_html(kept, html_out, None if quiet else run.console)
     run.finish()
-
-
-def _write_sort_report(report, run_id: str | None, placement, path: Path) -> None:
-    """One placement into SORTED/facesort-report.csv (None: close it). Where it cannot be written (a full
-    disk) the run stops: sorting on without a record of what went where would leave the user guessing."""
-    try:
-        if placement is None:
-            report.close()
-        else:
-            report.write(run_id, placement)
-    except OSError as e:
-        fail(
-            f"cannot write {path}: {e.strerror or e}; sorting stopped (the photos placed before this one are in "
-            "their class folders, and a rerun once there is room finishes the job without placing any twice)"
-        )
 
 
 @app.command()
