@@ -156,9 +156,13 @@ def _predict(model, x: np.ndarray, batch: int = 512) -> np.ndarray:
     return np.concatenate([np.asarray(o).reshape(-1) for o in out])
 
 
-def train_emotion_models(cfg: TrainConfig, hx, hy, augment, rng: np.random.Generator, report=None, history=None):
+def train_emotion_models(
+    cfg: TrainConfig, hx, hy, augment, rng: np.random.Generator, report=None, history=None, groups=None
+):
     """Stage 1: cfg.teachers emotion models on the happy/sad crops `hx` (labels `hy`), seeds cfg.seed + k,
-    batches drawn from `rng`; the first model's loss and accuracy per epoch go into `history`."""
+    batches drawn from `rng`; the first model's loss and accuracy per epoch go into `history`. With `groups`
+    (0/1 per image, e.g. gender) the loss is balanced over (group, emotion) cells (training.group_balance_probe);
+    without, the graph is the one stage 1 has always traced (same ops, same random draws)."""
     tf, keras = import_tensorflow()
     from training.model import build_emotion_model
 
@@ -175,7 +179,12 @@ def train_emotion_models(cfg: TrainConfig, hx, hy, augment, rng: np.random.Gener
         opt = keras.optimizers.Adam(schedule)
 
         @tf.function
-        def step_emotion(x, y, emotion=emotion, opt=opt):
+        def step_emotion(x, y, *group, emotion=emotion, opt=opt):
+            if group:  # weights from the labels before mixup blends them
+                cell = tf.cast(group[0], tf.int32) * 2 + tf.cast(y >= 0.5, tf.int32)
+                counts = tf.math.unsorted_segment_sum(tf.ones_like(y), cell, 4)
+                present = tf.reduce_sum(tf.cast(counts > 0, tf.float32))
+                weight = tf.gather(1.0 / tf.maximum(counts, 1.0), cell) / present
             x = augment(x)
             if cfg.mixup:
                 # Mixup: blends of two faces with blended labels, against overfitting 600 images.
@@ -187,7 +196,10 @@ def train_emotion_models(cfg: TrainConfig, hx, hy, augment, rng: np.random.Gener
                 y = (1 - lam) * y + lam * tf.gather(y, perm)
             with tf.GradientTape() as tape:
                 p = tf.reshape(emotion(x, training=True), (-1,))
-                loss = tf.reduce_mean(bce(y[:, None], p[:, None]))
+                if group:
+                    loss = tf.reduce_sum(weight * bce(y[:, None], p[:, None]))
+                else:
+                    loss = tf.reduce_mean(bce(y[:, None], p[:, None]))
             grads = tape.gradient(loss, emotion.trainable_variables)
             opt.apply_gradients(zip(grads, emotion.trainable_variables))
             hit = tf.equal(tf.cast(p >= 0.5, tf.float32), tf.cast(y >= 0.5, tf.float32))
@@ -198,7 +210,8 @@ def train_emotion_models(cfg: TrainConfig, hx, hy, augment, rng: np.random.Gener
             losses, accs = [], []
             for _ in range(steps_per_epoch):
                 idx = next(it)
-                loss, acc = step_emotion(hx[idx], hy[idx])
+                extra = () if groups is None else (groups[idx],)
+                loss, acc = step_emotion(hx[idx], hy[idx], *extra)
                 losses.append(float(loss))
                 accs.append(float(acc))
             if k == 0 and history is not None:
