@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from typing import IO
 
 from facesort.model import CLASSES
@@ -25,6 +26,8 @@ COLUMNS = (
     "error",
 )
 FORMATS = ("csv", "jsonl")
+# A file name that is not UTF-8 (Linux names are bytes) reaches Python as lone surrogates (os.fsdecode).
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def result_row(r: FaceResult) -> dict:
@@ -55,4 +58,7 @@ class ReportWriter:
         if self.fmt == "csv":
             self._csv.writerow(row)
         else:
-            self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+            # JSON must be UTF-8: such a name's raw bytes would make the line unreadable, so they are written as
+            # \udcXX escapes, which json.loads gives back as the string os.fsencode turns into the same bytes.
+            line = json.dumps(row, ensure_ascii=False)
+            self.stream.write(_LONE_SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", line) + "\n")

@@ -52,6 +52,24 @@ def test_stdout_holds_only_data_and_jsonl_is_one_object_per_line(photos, tmp_pat
     assert "device" in proc.stderr  # the device it chose is said, on stderr
 
 
+def test_a_file_name_that_is_not_utf8_reads_back_as_the_same_file_from_csv_and_jsonl(tmp_path):
+    # Linux names are bytes. The CSV keeps them (pandas reads it with surrogateescape); JSON Lines stays valid
+    # UTF-8, one object a line, its escaped name decoding to the same file.
+    name = os.fsdecode(b"caf\xe9 \xff.jpg")
+    shutil.copy2(example_photos()[0], tmp_path / name)
+    csv_out = tmp_path / "r.csv"
+    assert run_cli("classify", tmp_path / name, "--out", csv_out).returncode == 0
+    rows = pd.read_csv(csv_out, keep_default_na=False, encoding_errors="surrogateescape")
+    assert len(rows) == 1 and rows.status[0] == "ok" and os.path.exists(os.fsencode(rows.path[0]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "facesort", "classify", tmp_path / name, "--format", "jsonl"], capture_output=True
+    )
+    assert proc.returncode == 0
+    (line,) = proc.stdout.decode("utf-8").splitlines()  # strict: a raw \xff byte would raise here
+    row = json.loads(line)
+    assert row["status"] == "ok" and os.path.exists(os.fsencode(row["path"]))
+
+
 def make_bad_inputs(folder):
     """Every kind of bad input the issue names, beside one good photo."""
     good = example_photos()[0]
