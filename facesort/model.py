@@ -55,6 +55,10 @@ def load_card(model_dir: str | os.PathLike | None = None) -> dict:
     """The model card (JSON) that sits next to the ONNX file."""
     model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
     card_path = model_dir / CARD_FILE
+    if not model_dir.exists():
+        raise ModelError(f"no model folder {model_dir}")
+    if not model_dir.is_dir():
+        raise ModelError(f"{model_dir} is a file: a model is the folder holding {MODEL_FILE} and {CARD_FILE}")
     if not (model_dir / MODEL_FILE).is_file():
         raise ModelError(f"no {MODEL_FILE} in {model_dir}")
     try:

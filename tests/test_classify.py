@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from conftest import EXAMPLES, example_photos, run_cli
 
+import facesort
 from facesort.report import COLUMNS
 
 CLASSES = ["HappyMale", "HappyFemale", "SadMale", "SadFemale"]
@@ -202,7 +203,11 @@ def test_a_folder_without_images_gets_a_warning_not_silence(tmp_path):
 
 
 def test_exit_codes(photos, tmp_path):
-    assert run_cli("classify", photos, "--model", tmp_path / "nomodel").returncode == 1
+    proc = run_cli("classify", photos, "--model", tmp_path / "nomodel")
+    assert proc.returncode == 1 and f"no model folder {tmp_path / 'nomodel'}" in proc.stderr
+    # The model's file given instead of its folder says so.
+    proc = run_cli("info", "--model", Path(facesort.__file__).parent / "models" / "default" / "model.onnx")
+    assert proc.returncode == 1 and "is a file: a model is the folder holding model.onnx" in proc.stderr
     proc = run_cli("classify", photos, "--out", tmp_path / "no" / "such" / "dir" / "r.csv")
     assert proc.returncode == 1 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
     # A page that cannot be written is refused before the run, not after it: no report is left behind.
