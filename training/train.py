@@ -61,6 +61,7 @@ class TrainConfig:
     students: int = 2  # stage-2 models, each from another stage-1 model, averaged in the shipped graph
     rounds: int = 1  # stage-2 runs; from the second on, the previous unified model is the emotion teacher
     mixup: float = 0.4  # largest mixing weight of mixup in stage 1 (0: off)
+    transfer_mixup: float = 0.0  # the same for stage 2's happy/sad batches (0: off, the shipped model's graph)
     learning_rate: float = 2e-3
     max_gender_images: int = 0  # 0 = all; for quick runs and tests
     detector: str = "haar"  # finds the faces in the training images: haar or auto (training.data)
@@ -354,6 +355,14 @@ def train(cfg: TrainConfig, report=print) -> dict:
         @tf.function
         def step_transfer(xg, yg, sg, xh, yh):
             x = augment(tf.concat([xg, xh], axis=0))
+            if cfg.transfer_mixup:
+                # Stage 1's mixup on the happy/sad rows only: the 600 labelled faces are seen ~450 times each.
+                lam = tf.random.uniform((n_h,), 0.0, cfg.transfer_mixup)
+                perm = tf.random.shuffle(tf.range(n_h))
+                xf = tf.cast(x[n_g:], tf.float32)
+                xf = (1 - lam[:, None, None, None]) * xf + lam[:, None, None, None] * tf.gather(xf, perm)
+                x = tf.concat([x[:n_g], tf.cast(xf, tf.uint8)], axis=0)
+                yh = (1 - lam) * yh + lam * tf.gather(yh, perm)
             # The clean view's confident emotion predictions become targets for the augmented view
             # (FixMatch-style self-training), so the 24k unlabelled gender faces teach emotion too.
             weak = tf.reshape(unified(xg, training=False)["emotion"], (-1,))
