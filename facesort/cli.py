@@ -295,6 +295,10 @@ def classify(
     """Classify every face and write a report: one row per face (CSV or JSON Lines)."""
     from facesort.report import ReportWriter, result_row
 
+    if out != "-":
+        _refuse_photo(Path(out), "--out")
+        if html_out is not None and html_out.resolve() == Path(out).resolve():
+            fail(f"--out and --html both name {out}: the page would replace the report", 2)
     _check_file_target(html_out)
     run = _Run(paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
     stream, close = _open_output(out)
@@ -322,10 +326,20 @@ def classify(
     run.finish()
 
 
-def _check_file_target(path: Path | None) -> None:
+def _refuse_photo(path: Path, option: str) -> None:
+    """A report written over a photo would destroy it (and with it one of the inputs, truncated before it is
+    read): an existing file named as an image is refused, a usage error."""
+    from facesort.images import IMAGE_EXTENSIONS
+
+    if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+        fail(f"{path} is a photo: facesort does not write over it (choose another {option})", 2)
+
+
+def _check_file_target(path: Path | None, option: str = "--html") -> None:
     """Refuse an output file that cannot be written before the run, not after it (as --out does)."""
     if path is None:
         return
+    _refuse_photo(path, option)
     if not path.parent.is_dir():
         fail(f"cannot write {path}: no folder {path.parent}")
     if path.is_dir():
@@ -377,6 +391,8 @@ def sort_cmd(
         fail(f"--into {into} is the folder being sorted: give another folder (one inside it is fine)", 2)
     if os.path.lexists(into) and not os.path.isdir(into):
         fail(f"cannot write to {into}: it is a file, not a folder")
+    if html_out is not None and html_out.resolve() == (into / REPORT_NAME).resolve():
+        fail(f"--html {html_out} is the sorting report: the page would replace it (choose another --html)", 2)
     _check_file_target(html_out)
     run = _Run(
         paths,
@@ -446,6 +462,9 @@ def report(
     """Turn a CSV report into one HTML page: faces by class, least confident first, no-face and error files."""
     import csv
 
+    _check_file_target(html_out)
+    if html_out.resolve() == csv_file.resolve():
+        fail(f"--html {html_out} is the report itself: the page would replace it (choose another --html)", 2)
     try:
         with open(csv_file, newline="", encoding="utf-8", errors="surrogateescape") as f:
             rows = list(csv.DictReader(f))
@@ -496,7 +515,7 @@ def evaluate(
         files = labelled_files(folder, labels)
     except ValueError as e:
         fail(str(e), 2)
-    _check_file_target(json_out)
+    _check_file_target(json_out, "--json")
     if plots is not None and plots.exists() and not plots.is_dir():
         fail(f"cannot write to {plots}: it is a file, not a folder")
     run = _Run([folder], True, detector, min_face, device, batch_size, workers, model, MAX_PIXELS, verbose, quiet)

@@ -71,6 +71,27 @@ def test_a_file_name_that_is_not_utf8_reads_back_as_the_same_file_from_csv_and_j
     assert row["status"] == "ok" and os.path.exists(os.fsencode(row["path"]))
 
 
+def test_a_report_or_page_is_never_written_over_a_photo_or_over_a_report(tmp_path):
+    # A slip of the keyboard (--out photos/a.jpg, --html the CSV itself) would destroy a user's file: it is a
+    # usage error, refused before anything is written.
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy2(example_photos()[0], photos / "a.jpg")
+    photo = (photos / "a.jpg").read_bytes()
+    proc = run_cli("classify", photos, "--out", photos / "a.jpg", "-q")
+    assert proc.returncode == 2 and "is a photo: facesort does not write over it" in proc.stderr
+    proc = run_cli("classify", photos, "--out", tmp_path / "r.csv", "--html", tmp_path / "r.csv", "-q")
+    assert proc.returncode == 2 and not (tmp_path / "r.csv").exists()
+    assert run_cli("classify", photos, "--out", tmp_path / "r.csv", "-q").returncode == 0
+    report = (tmp_path / "r.csv").read_bytes()
+    for page in (tmp_path / "r.csv", photos / "a.jpg"):
+        proc = run_cli("report", tmp_path / "r.csv", "--html", page)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    proc = run_cli("sort", photos, "--into", tmp_path / "S", "--html", tmp_path / "S" / "facesort-report.csv")
+    assert proc.returncode == 2 and not (tmp_path / "S").exists()
+    assert (photos / "a.jpg").read_bytes() == photo and (tmp_path / "r.csv").read_bytes() == report
+
+
 def make_bad_inputs(folder):
     """Every kind of bad input the issue names, beside one good photo."""
     good = example_photos()[0]
