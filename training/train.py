@@ -37,6 +37,16 @@ from training.data import (
 from training.measure import accuracy
 
 
+def _mixup(tf, x, y, largest: float):
+    """Mixup, against overfitting the 600 happy/sad faces: each uint8 face blended with another of the batch,
+    weight up to `largest`, its label alike."""
+    lam = tf.random.uniform((tf.shape(x)[0],), 0.0, largest)
+    perm = tf.random.shuffle(tf.range(tf.shape(x)[0]))
+    xf = tf.cast(x, tf.float32)
+    xf = (1 - lam[:, None, None, None]) * xf + lam[:, None, None, None] * tf.gather(xf, perm)
+    return tf.cast(xf, tf.uint8), (1 - lam) * y + lam * tf.gather(y, perm)
+
+
 @dataclass
 class TrainConfig:
     happy: list[str]
@@ -188,13 +198,7 @@ def train_emotion_models(
                 weight = tf.gather(1.0 / tf.maximum(counts, 1.0), cell) / present
             x = augment(x)
             if cfg.mixup:
-                # Mixup: blends of two faces with blended labels, against overfitting 600 images.
-                lam = tf.random.uniform((tf.shape(x)[0],), 0.0, cfg.mixup)
-                perm = tf.random.shuffle(tf.range(tf.shape(x)[0]))
-                xf = tf.cast(x, tf.float32)
-                xf = (1 - lam[:, None, None, None]) * xf + lam[:, None, None, None] * tf.gather(xf, perm)
-                x = tf.cast(xf, tf.uint8)
-                y = (1 - lam) * y + lam * tf.gather(y, perm)
+                x, y = _mixup(tf, x, y, cfg.mixup)
             with tf.GradientTape() as tape:
                 p = tf.reshape(emotion(x, training=True), (-1,))
                 if group:
@@ -357,12 +361,8 @@ def train(cfg: TrainConfig, report=print) -> dict:
             x = augment(tf.concat([xg, xh], axis=0))
             if cfg.transfer_mixup:
                 # Stage 1's mixup on the happy/sad rows only: the 600 labelled faces are seen ~450 times each.
-                lam = tf.random.uniform((n_h,), 0.0, cfg.transfer_mixup)
-                perm = tf.random.shuffle(tf.range(n_h))
-                xf = tf.cast(x[n_g:], tf.float32)
-                xf = (1 - lam[:, None, None, None]) * xf + lam[:, None, None, None] * tf.gather(xf, perm)
-                x = tf.concat([x[:n_g], tf.cast(xf, tf.uint8)], axis=0)
-                yh = (1 - lam) * yh + lam * tf.gather(yh, perm)
+                xh_mixed, yh = _mixup(tf, x[n_g:], yh, cfg.transfer_mixup)
+                x = tf.concat([x[:n_g], xh_mixed], axis=0)
             # The clean view's confident emotion predictions become targets for the augmented view
             # (FixMatch-style self-training), so the 24k unlabelled gender faces teach emotion too.
             weak = tf.reshape(unified(xg, training=False)["emotion"], (-1,))
