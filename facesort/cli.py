@@ -297,9 +297,7 @@ def classify(
 
     if out != "-":
         _refuse_photo(Path(out), "--out")
-        if html_out is not None and html_out.resolve() == Path(out).resolve():
-            fail(f"--out and --html both name {out}: the page would replace the report", 2)
-    _check_file_target(html_out)
+    _check_file_target(html_out, report=None if out == "-" else Path(out))
     run = _Run(paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
     stream, close = _open_output(out)
     kept = [] if html_out else None
@@ -335,11 +333,14 @@ def _refuse_photo(path: Path, option: str) -> None:
         fail(f"{path} is a photo: facesort does not write over it (choose another {option})", 2)
 
 
-def _check_file_target(path: Path | None, option: str = "--html") -> None:
-    """Refuse an output file that cannot be written before the run, not after it (as --out does)."""
+def _check_file_target(path: Path | None, option: str = "--html", report: Path | None = None) -> None:
+    """Refuse an output file that cannot be written before the run, not after it (as --out does), or that
+    would replace a photo or `report`, the report this run reads or writes (a usage error)."""
     if path is None:
         return
     _refuse_photo(path, option)
+    if report is not None and path.resolve() == report.resolve():
+        fail(f"{option} {path} is the report {report}: the page would replace it (choose another {option})", 2)
     if not path.parent.is_dir():
         fail(f"cannot write {path}: no folder {path.parent}")
     if path.is_dir():
@@ -391,9 +392,7 @@ def sort_cmd(
         fail(f"--into {into} is the folder being sorted: give another folder (one inside it is fine)", 2)
     if os.path.lexists(into) and not os.path.isdir(into):
         fail(f"cannot write to {into}: it is a file, not a folder")
-    if html_out is not None and html_out.resolve() == (into / REPORT_NAME).resolve():
-        fail(f"--html {html_out} is the sorting report: the page would replace it (choose another --html)", 2)
-    _check_file_target(html_out)
+    _check_file_target(html_out, report=into / REPORT_NAME)
     run = _Run(
         paths,
         recursive,
@@ -462,9 +461,7 @@ def report(
     """Turn a CSV report into one HTML page: faces by class, least confident first, no-face and error files."""
     import csv
 
-    _check_file_target(html_out)
-    if html_out.resolve() == csv_file.resolve():
-        fail(f"--html {html_out} is the report itself: the page would replace it (choose another --html)", 2)
+    _check_file_target(html_out, report=csv_file)
     try:
         with open(csv_file, newline="", encoding="utf-8", errors="surrogateescape") as f:
             rows = list(csv.DictReader(f))
