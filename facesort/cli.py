@@ -112,7 +112,7 @@ MaxPixels = Annotated[
     int,
     typer.Option(min=1, help="Refuse images larger than this (decompression bombs), and files too large to hold one."),
 ]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show ONNX Runtime's own log.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show ONNX Runtime's and OpenCV's own logs.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write an HTML page of the faces here.")]
 
@@ -159,6 +159,12 @@ class _Run:
             fail(f"{_joined(self.missing)} {'does' if len(self.missing) == 1 else 'do'} not exist", 2)
         for p in self.missing:
             _err_console().print(f"[yellow]warning:[/] {p} does not exist (reported as an error row)")
+        import cv2
+
+        # OpenCV logs a decoder's complaint about a corrupt file to stderr; the file's row says it already.
+        cv2.utils.logging.setLogLevel(
+            cv2.utils.logging.LOG_LEVEL_INFO if verbose else cv2.utils.logging.LOG_LEVEL_SILENT
+        )
         try:
             self.classifier = pipeline_classifier(model, device.value, verbose)
         except ModelError as e:

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-# Formats facesort decodes, recognised by their first bytes, not their names.
-SUPPORTED_FORMATS = ("jpeg", "png", "bmp", "webp", "tiff")
+# Formats facesort decodes, recognised by their first bytes, not their names. GIF: the first frame.
+SUPPORTED_FORMATS = ("jpeg", "png", "bmp", "webp", "tiff", "gif", "avif")
 # Extensions a folder walk picks up: the supported formats, and other image formats, which get an
 # "unsupported format" row rather than being passed over in silence.
 IMAGE_EXTENSIONS = frozenset(
@@ -41,7 +41,10 @@ def sniff_format(head: bytes) -> str | None:
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return "gif"
     if head[4:8] == b"ftyp":
-        return "heif/avif"
+        # An ISO media file: AVIF when its brands (major, then compatible, within the ftyp box) name it.
+        box = head[8 : int.from_bytes(head[:4], "big")]
+        brands = {box[i : i + 4] for i in range(0, len(box) - 3, 4)}
+        return "avif" if brands & {b"avif", b"avis"} else "heif"
     return None
 
 
@@ -59,6 +62,10 @@ def image_size(data: bytes, fmt: str) -> tuple[int, int] | None:
             return _webp_size(data)
         if fmt == "tiff":
             return _tiff_size(data)
+        if fmt == "gif":
+            return struct.unpack("<HH", data[6:10])  # the logical screen, which every frame lies within
+        if fmt == "avif":
+            return _avif_size(data)
     except (struct.error, IndexError, ValueError):
         return None
     return None
@@ -111,6 +118,17 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
     if 256 in found and 257 in found:
         return found[256], found[257]
     return None
+
+
+def _avif_size(data: bytes) -> tuple[int, int] | None:
+    """The largest of the 'ispe' (image spatial extents) boxes in the metadata: the image, or the grid its
+    tiles make up."""
+    sizes, i = [], data.find(b"ispe", 0, 1 << 16)
+    while i >= 4:
+        w, h = struct.unpack(">II", data[i + 8 : i + 16])  # after the box's version and flags
+        sizes.append((w, h))
+        i = data.find(b"ispe", i + 4, 1 << 16)
+    return max(sizes, key=lambda s: s[0] * s[1]) if sizes else None
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -180,7 +198,7 @@ def decode_scaled(
     as its longer side stays at least keep_side (0: always full size). Returns (BGR image, the factor)."""
     if not data:
         raise ImageError("empty file")
-    fmt = sniff_format(data[:32])
+    fmt = sniff_format(data[:64])
     if fmt is None:
         raise ImageError("not an image (unrecognised content)")
     if fmt not in SUPPORTED_FORMATS:

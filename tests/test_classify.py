@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import EXAMPLES, example_photos, run_cli
+from PIL import Image
 
 import facesort
 from facesort.report import COLUMNS
@@ -99,7 +100,12 @@ def make_bad_inputs(folder):
     (folder / "zero.jpg").write_bytes(b"")
     (folder / "truncated.jpg").write_bytes(good.read_bytes()[:2000])
     (folder / "text.jpg").write_text("not an image\n")
-    (folder / "anim.gif").write_bytes(b"GIF89a" + b"\0" * 64)
+    (folder / "broken.gif").write_bytes(b"GIF89a" + b"\0" * 64)
+    (folder / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + b"\0" * 64)
+    # An animated GIF of the good photo: read as its first frame.
+    frame = Image.open(good).convert("RGB")
+    frame.save(folder / "anim.gif", save_all=True, append_images=[frame.transpose(Image.Transpose.FLIP_TOP_BOTTOM)])
+    cv2.imwrite(str(folder / "good.avif"), cv2.imread(str(good)))
     # A decompression bomb: a PNG whose header claims 100000 x 100000 pixels.
     png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
     (folder / "bomb.png").write_bytes(png[:16] + (100_000).to_bytes(4, "big") * 2 + png[24:])
@@ -127,7 +133,9 @@ def test_every_bad_input_is_a_row_and_the_run_goes_on(tmp_path):
     assert errors["zero.jpg"] == "empty file"
     assert "corrupt or truncated" in errors["truncated.jpg"]
     assert "not an image" in errors["text.jpg"]
-    assert errors["anim.gif"] == "unsupported format: gif"
+    assert errors["broken.gif"] == "cannot decode gif (corrupt or truncated)"
+    assert errors["photo.heic"] == "unsupported format: heif"
+    assert "[ERROR" not in proc.stderr  # OpenCV's own complaint about the broken GIF stays out of the way
     assert "pixel limit" in errors["bomb.png"]
     assert errors["broken.jpg"] == "broken symlink"
     assert "symbolic links" in errors["loop1.jpg"]
@@ -135,6 +143,9 @@ def test_every_bad_input_is_a_row_and_the_run_goes_on(tmp_path):
     assert errors["pipe.jpg"] == "not a regular file (a named pipe)"  # refused, not waited on
     for name in ("good.jpg", "gray.png", "deep16.png", "rgba.png", 'new\nline, "quoted" näme.jpg'):
         assert (by_name[name].status == "ok").all(), name
+    # GIF and AVIF copies of the good photo: the same face, the same class.
+    for name in ("anim.gif", "good.avif"):
+        assert list(by_name[name].label) == list(by_name["good.jpg"].label), name
     # The path with a newline, comma, quotes and non-ASCII survives the round trip through pandas.
     assert str(folder / 'new\nline, "quoted" näme.jpg') in set(df.path)
 

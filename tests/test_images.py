@@ -19,14 +19,33 @@ def encode(ext: str, array: np.ndarray, params=()) -> bytes:
     return buf.tobytes()
 
 
-@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".webp", ".tiff"])
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".webp", ".tiff", ".gif", ".avif"])
 def test_each_supported_format_decodes_with_its_size_read_from_the_header(ext):
     img = np.random.default_rng(0).integers(0, 255, (30, 50, 3), np.uint8)
     data = encode(ext, img)
-    fmt = sniff_format(data[:32])
-    assert fmt in ("jpeg", "png", "bmp", "webp", "tiff")
+    fmt = sniff_format(data[:64])
+    assert fmt == {".jpg": "jpeg", ".tiff": "tiff"}.get(ext, ext[1:])
     assert image_size(data, fmt) == (50, 30)
     assert decode_image(data).shape == (30, 50, 3)
+
+
+def test_an_animated_gif_is_read_as_its_first_frame():
+    first, second = (np.full((20, 30, 3), v, np.uint8) for v in (40, 200))
+    buf = io.BytesIO()
+    Image.fromarray(first).save(buf, "GIF", save_all=True, append_images=[Image.fromarray(second)])
+    assert np.abs(decode_image(buf.getvalue()).astype(int) - 40).max() <= 2
+
+
+@pytest.mark.parametrize("ext", [".gif", ".avif"])
+def test_gif_and_avif_sizes_from_the_header_are_held_to_the_pixel_limit(ext):
+    data = encode(ext, np.zeros((30, 50, 3), np.uint8))
+    if ext == ".gif":  # the logical screen, little-endian 16-bit
+        forged = data[:6] + (60_000).to_bytes(2, "little") * 2 + data[10:]
+    else:  # the 'ispe' box: version and flags, then width and height
+        i = data.find(b"ispe")
+        forged = data[: i + 8] + (100_000).to_bytes(4, "big") * 2 + data[i + 16 :]
+    with pytest.raises(ImageError, match="exceeds the pixel limit"):
+        decode_image(forged)
 
 
 def test_format_is_read_from_content_not_extension(tmp_path):
@@ -63,10 +82,11 @@ def test_grayscale_16bit_and_alpha_pngs_become_8bit_bgr(array):
     [
         (b"", "empty file"),
         (b"hello, I am a text file\n", "not an image"),
-        (b"GIF89a" + b"\0" * 40, "unsupported format: gif"),
-        (b"\x00\x00\x00\x18ftypheic" + b"\0" * 40, "unsupported format"),
+        (b"GIF89a" + b"\0" * 40, "cannot decode gif"),
+        (b"\x00\x00\x00\x18ftypheic" + b"\0" * 40, "unsupported format: heif"),
+        (b"\x00\x00\x00\x18ftypmif1\0\0\0\0mif1avif" + b"\0" * 40, "cannot decode avif"),
     ],
-    ids=["zero-byte", "text", "gif", "heic"],
+    ids=["zero-byte", "text", "gif", "heic", "avif"],
 )
 def test_bad_content_gets_a_reason(data, reason):
     with pytest.raises(ImageError, match=reason):
