@@ -521,6 +521,15 @@ def evaluate(
     _check_file_target(json_out, "--json")
     if plots is not None and plots.exists() and not plots.is_dir():
         fail(f"cannot write to {plots}: it is a file, not a folder")
+    if plots is not None and os.path.lexists(plots / "confusion.png"):
+        from facesort.plots import written_by_facesort
+
+        if not written_by_facesort(plots / "confusion.png"):
+            fail(
+                f"{plots / 'confusion.png'} was not written by facesort: facesort does not write over it "
+                "(choose another --plots folder)",
+                2,
+            )
     run = _Run([folder], True, detector, min_face, device, batch_size, workers, model, MAX_PIXELS, verbose, quiet)
     errors: list[tuple[str, str]] = []
     y_true, y_pred = predict_folder(

@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+# A PNG text chunk naming facesort as the writer: `evaluate --plots` replaces a plot of its own from an
+# earlier run, never a file of that name it did not write (a user's photo or figure).
+_MARK = b"Software\0facesort evaluate"
+
+
+def _marked(png: bytes) -> bytes:
+    """`png` with a tEXt chunk carrying _MARK, placed right after the IHDR chunk (which ends at byte 33)."""
+    chunk = b"tEXt" + _MARK
+    text = struct.pack(">I", len(_MARK)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return png[:33] + text + png[33:]
+
+
+def written_by_facesort(path: str | Path) -> bool:
+    """Whether the file at `path` is a PNG that facesort wrote (a plot it may replace)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(33 + 12 + len(_MARK))
+    except OSError:
+        return False
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[37:].startswith(b"tEXt" + _MARK)
 
 
 def confusion_png(figures: dict, path: str | Path, title: str = "") -> None:
@@ -35,4 +58,4 @@ def confusion_png(figures: dict, path: str | Path, title: str = "") -> None:
     ok, png = cv2.imencode(".png", img)
     if not ok:
         raise OSError(f"could not encode {path} as PNG")
-    Path(path).write_bytes(png.tobytes())
+    Path(path).write_bytes(_marked(png.tobytes()))

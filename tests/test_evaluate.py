@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 
+import cv2
 import pytest
 from conftest import EXAMPLES, run_cli
 
@@ -69,6 +70,26 @@ def test_evaluate_a_labelled_folder_agrees_with_classify(tmp_path):
     by_csv = run_cli("evaluate", EXAMPLES, "--labels", EXAMPLES / "labels.csv", "--json", tmp_path / "c.json")
     assert by_csv.returncode == 0, by_csv.stderr
     assert json.loads((tmp_path / "c.json").read_text()) == m
+
+
+def test_evaluate_plots_replace_their_own_png_but_never_a_file_facesort_did_not_write(tmp_path):
+    from PIL import Image
+
+    args = ("evaluate", EXAMPLES, "--labels", EXAMPLES / "labels.csv", "--plots", tmp_path / "plots")
+    assert run_cli(*args).returncode == 0
+    png = tmp_path / "plots" / "confusion.png"
+    first = png.read_bytes()
+    assert Image.open(png).size[0] > 400 and cv2.imread(str(png)) is not None  # a valid PNG with the mark
+    png.write_bytes(b"")  # an earlier plot, torn: not ours any more
+    proc = run_cli(*args)
+    assert proc.returncode == 2 and "was not written by facesort" in proc.stderr and png.read_bytes() == b""
+    png.write_bytes(first)
+    assert run_cli(*args).returncode == 0 and png.read_bytes() == first  # its own plot, replaced
+    photo = sorted(EXAMPLES.glob("*.jpg"))[0]
+    png.write_bytes(cv2.imencode(".png", cv2.imread(str(photo)))[1].tobytes())  # a user's picture
+    kept = png.read_bytes()
+    proc = run_cli(*args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and png.read_bytes() == kept
 
 
 def test_evaluate_labels_file_mistakes_get_one_sentence(tmp_path):
