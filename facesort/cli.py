@@ -272,6 +272,17 @@ def _output_errors(out: str | Path, then: str = ""):
         fail(f"cannot write {'to standard output' if out == '-' else out}: {e.strerror or e}{then}")
 
 
+@contextmanager
+def _interruptible(say):
+    """Ctrl-C during a run: one line on stderr (`say()` tells what is kept and how to go on), exit code 130
+    as shells expect of an interrupted command; what was written so far stays whole."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _err_console().print(f"[yellow]interrupted:[/] {say()}", highlight=False)
+        raise typer.Exit(130) from None
+
+
 def _open_output(out: str):
     if out == "-":
         return sys.stdout, False
@@ -307,15 +318,19 @@ def classify(
     run = _Run(paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
     stream, close = _open_output(out)
     kept = [] if html_out else None
-    written = False
+    written, files, last = False, 0, None
+    where = "the report" if out == "-" else out
     try:
         with _output_errors(out):
             writer = ReportWriter(stream, fmt.value)
-        for row in run.results():
-            if kept is not None:
-                kept.append(result_row(row))
-            with _output_errors(out):
-                writer.write(row)
+        with _interruptible(lambda: f"{where} has the rows of the {files:,} files classified so far"):
+            for row in run.results():
+                if kept is not None:
+                    kept.append(result_row(row))
+                with _output_errors(out):
+                    writer.write(row)
+                if row.path != last:
+                    files, last = files + 1, row.path
         written = True
     finally:
         if close:
@@ -428,22 +443,30 @@ def sort_cmd(
         "there is room finishes the job without placing any twice)"
     )
     kept = [] if html_out else None
-    for rows in group_by_image(run.results()):
-        if kept is not None:
-            kept += [result_row(r) for r in rows]
-        source = rows[0].path
-        labels = destinations(rows, multi.value)
-        placements = sorter.place_all(source, labels) or [Placement(source, "", "", "not sorted", rows[0].error)]
-        for p in placements:
-            counts[p.action] = counts.get(p.action, 0) + 1
-            not_removed += p.error.startswith(SOURCE_KEPT)
-            if dry_run:
-                with _output_errors("-"):
-                    print(f"{p.source} -> {p.destination or '(not sorted: ' + p.error + ')'}", flush=True)
-            else:
-                # Sorting on without a record of what went where would leave the user guessing: it stops.
-                with _output_errors(into / REPORT_NAME, stopped):
-                    report.write(sorter.run_id, p)
+
+    def said() -> str:
+        n = sum(counts.values())
+        if dry_run:
+            return f"{n:,} placements planned; nothing was created"
+        return f"{n:,} placements recorded in {into / REPORT_NAME}; the same command again sorts the rest"
+
+    with _interruptible(said):
+        for rows in group_by_image(run.results()):
+            if kept is not None:
+                kept += [result_row(r) for r in rows]
+            source = rows[0].path
+            labels = destinations(rows, multi.value)
+            placements = sorter.place_all(source, labels) or [Placement(source, "", "", "not sorted", rows[0].error)]
+            for p in placements:
+                counts[p.action] = counts.get(p.action, 0) + 1
+                not_removed += p.error.startswith(SOURCE_KEPT)
+                if dry_run:
+                    with _output_errors("-"):
+                        print(f"{p.source} -> {p.destination or '(not sorted: ' + p.error + ')'}", flush=True)
+                else:
+                    # Sorting on without a record of what went where would leave the user guessing: it stops.
+                    with _output_errors(into / REPORT_NAME, stopped):
+                        report.write(sorter.run_id, p)
     if report:
         report.close()
     run.summary("facesort sort")

@@ -296,3 +296,41 @@ def test_killed_mid_run_then_resumed_leaves_each_photo_exactly_once(tmp_path, mo
         assert snapshot(photos) == {}
     else:
         assert snapshot(photos) == before
+
+
+def interrupt_once_started(cmd: list[str], started) -> subprocess.CompletedProcess:
+    """Run `cmd`, and press Ctrl-C (SIGINT) as soon as `started()` says it is under way."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not started():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def test_ctrl_c_says_what_is_kept_exits_130_and_a_rerun_finishes_the_job(tmp_path):
+    photos, into = tmp_path / "in", tmp_path / "SORTED"
+    before = make_many(photos)
+    cmd = [sys.executable, "-m", "facesort", "sort", str(photos), "--into", str(into), "-q", "--batch-size", "4"]
+    proc = interrupt_once_started(cmd, lambda: into.exists() and len(placed(into)) >= 20)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
+    assert "interrupted:" in proc.stderr and "placements recorded in" in proc.stderr, proc.stderr
+    assert 0 < len(sort_report(into)) < len(before), "the interrupt should land mid-run"
+    assert all(r["action"] for r in sort_report(into))  # every row whole
+    assert run_cli("sort", photos, "--into", into).returncode == 0
+    assert sorted(digest(p) for p in placed(into)) == sorted(before.values())  # each exactly once
+    assert snapshot(photos) == before
+
+
+def test_ctrl_c_during_classify_leaves_a_report_of_whole_rows(tmp_path):
+    photos, report = tmp_path / "in", tmp_path / "r.csv"
+    n = len(make_many(photos))
+    cmd = [sys.executable, "-m", "facesort", "classify", str(photos), "--out", str(report), "--batch-size", "4"]
+    proc = interrupt_once_started(cmd, lambda: report.exists() and report.stat().st_size > 3000)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
+    assert "interrupted:" in proc.stderr and "files classified so far" in proc.stderr, proc.stderr
+    with open(report, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert 0 < len({r["path"] for r in rows}) < n, "the interrupt should land mid-run"
+    assert all(r["status"] in ("ok", "no_face", "error") for r in rows)  # the last row is whole too
