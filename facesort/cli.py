@@ -484,16 +484,33 @@ def sort_cmd(
 
 @app.command()
 def report(
-    csv_file: Annotated[Path, typer.Argument(help="A report written by facesort classify (CSV).")],
+    csv_file: Annotated[
+        Path, typer.Argument(help="A report written by facesort classify (CSV, or JSON Lines from --format jsonl).")
+    ],
     html_out: Annotated[Path, typer.Option("--html", help="The HTML page to write.")],
 ) -> None:
-    """Turn a CSV report into one HTML page: faces by class, least confident first, no-face and error files."""
+    """Turn a report into one HTML page: faces by class, least confident first, no-face and error files."""
     import csv
+    import json
 
     _check_file_target(html_out, report=csv_file)
     try:
         with open(csv_file, newline="", encoding="utf-8", errors="surrogateescape") as f:
-            rows = list(csv.DictReader(f))
+            jsonl = f.read(4096).lstrip().startswith("{")  # the format by content, not by name
+            f.seek(0)
+            if not jsonl:
+                rows = list(csv.DictReader(f))
+            else:
+                rows = []
+                for n, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rows.append(json.loads(line))
+                    except ValueError:
+                        fail(f"{csv_file} line {n} is not JSON: not a facesort JSON Lines report", 2)
+                if not all(isinstance(r, dict) for r in rows):
+                    fail(f"{csv_file} is not a facesort report (a line is not a JSON object)", 2)
     except OSError as e:
         fail(f"cannot read {csv_file}: {e.strerror or e}", 2)
     missing = {"path", "status", "label", "x", "y", "w", "h", "confidence"} - set(rows[0] if rows else {})

@@ -78,12 +78,22 @@ def test_page_is_self_contained_and_matches_the_csv(report):
     again = page.with_name("again.html")
     assert run_cli("report", csv_path, "--html", again).returncode == 0
     assert embedded_data(again)["faces"] == data["faces"]
+    # ... and from the JSON Lines report of the same photos.
+    jsonl = csv_path.with_suffix(".jsonl")
+    photos = Path(df.path[0]).parent
+    assert run_cli("classify", photos, "--format", "jsonl", "--out", jsonl, "-q").returncode == 0
+    from_jsonl = page.with_name("jsonl.html")
+    assert run_cli("report", jsonl, "--html", from_jsonl).returncode == 0
+    assert embedded_data(from_jsonl) == data
 
 
 def test_report_rejects_a_csv_that_is_not_a_facesort_report(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     proc = run_cli("report", tmp_path / "x.csv", "--html", tmp_path / "x.html")
     assert proc.returncode == 2 and "not a facesort report" in proc.stderr
+    (tmp_path / "x.jsonl").write_text('{"path": "a.jpg"}\n{"path": "b.jpg", "stat\n')
+    proc = run_cli("report", tmp_path / "x.jsonl", "--html", tmp_path / "x.html")
+    assert proc.returncode == 2 and "line 2 is not JSON" in proc.stderr and not (tmp_path / "x.html").exists()
 
 
 def test_sort_writes_the_page_too(photos, tmp_path):
