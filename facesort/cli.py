@@ -21,7 +21,8 @@ app = typer.Typer(
     help="Classify every face in photos as HappyMale, HappyFemale, SadMale or SadFemale.\n\n"
     "Exit codes: 0 every input was processed (unreadable files are rows with status=error); "
     "1 the run could not proceed (model missing, output not writable), or a path named does not exist (the "
-    "others are processed); 2 usage error (none of the paths named exists).",
+    "others are processed); 2 usage error (none of the paths named exists, an output that would replace a photo or a "
+    "report); 130 interrupted (Ctrl-C; what was written so far stays whole).",
 )
 
 
