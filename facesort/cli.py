@@ -380,6 +380,22 @@ def _write_html(rows: list[dict], path: Path, console=None) -> None:
         console.print(f"wrote {path}: {shown['faces']} faces", highlight=False)
 
 
+def _check_same_filesystem(paths, into: Path) -> None:
+    """--hardlink: a hard link cannot cross filesystems, so every photo would be a 'not sorted' row; said
+    before the run instead (a usage error)."""
+    target = into
+    while not os.path.exists(target) and target != target.parent:
+        target = target.parent
+    device = os.stat(target).st_dev
+    for p in paths:
+        if os.path.exists(p) and os.stat(p).st_dev != device:
+            fail(
+                f"--hardlink: {p} and {into} are on different filesystems, and a hard link cannot cross them "
+                "(copy, the default, or --symlink instead)",
+                2,
+            )
+
+
 @app.command("sort")
 def sort_cmd(
     paths: Paths,
@@ -414,6 +430,8 @@ def sort_cmd(
         fail(f"--into {into} is the folder being sorted: give another folder (one inside it is fine)", 2)
     if os.path.lexists(into) and not os.path.isdir(into):
         fail(f"cannot write to {into}: it is a file, not a folder")
+    if hardlink:
+        _check_same_filesystem(paths, into)
     _check_file_target(html_out, report=into / REPORT_NAME)
     run = _Run(
         paths,

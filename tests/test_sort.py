@@ -334,3 +334,18 @@ def test_ctrl_c_during_classify_leaves_a_report_of_whole_rows(tmp_path):
         rows = list(csv.DictReader(f))
     assert 0 < len({r["path"] for r in rows}) < n, "the interrupt should land mid-run"
     assert all(r["status"] in ("ok", "no_face", "error") for r in rows)  # the last row is whole too
+
+
+def test_hardlink_across_filesystems_is_refused_before_anything_is_written(photos):
+    import tempfile
+
+    other = Path("/dev/shm")
+    if not other.is_dir() or os.stat(other).st_dev == os.stat(photos).st_dev:
+        pytest.skip("no second filesystem (/dev/shm) beside the test's folder")
+    with tempfile.TemporaryDirectory(dir=other) as tmp:
+        into = Path(tmp) / "SORTED"
+        proc = run_cli("sort", photos, "--into", into, "--hardlink")
+        assert proc.returncode == 2 and "different filesystems" in proc.stderr, proc.stderr
+        assert not into.exists()
+        # Copying across them is fine.
+        assert run_cli("sort", photos, "--into", into, "-q").returncode == 0 and placed(into)
