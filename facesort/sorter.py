@@ -14,6 +14,7 @@ import errno
 import filecmp
 import io
 import os
+import secrets
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,9 +90,9 @@ class Sorter:
         mode = mode or self.mode
         src = Path(source)
         folder = self.into / label
-        stem, suffix = os.path.splitext(src.name)
+        limit = _name_max(folder if folder.is_dir() else self.into)
         for k in range(100_000):
-            dest = folder / (src.name if k == 0 else f"{stem}-{k}{suffix}")
+            dest = folder / _free_name_candidate(src.name, k, limit)
             if os.path.lexists(dest):
                 if _same_content(src, dest):
                     return self._already_there(source, dest, label, mode)
@@ -157,7 +158,8 @@ class Sorter:
 
     @staticmethod
     def _copy(src: Path, dest: Path) -> None:
-        tmp = dest.parent / f".{dest.name}.{os.getpid()}{TMP_SUFFIX}"
+        # Named apart from the photo, so a photo whose name is as long as a name can be still gets one.
+        tmp = dest.parent / f".{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}"
         try:
             shutil.copy2(src, tmp)
             try:
@@ -171,6 +173,34 @@ class Sorter:
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, the filesystem of `folder` takes (255 almost everywhere)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def _free_name_candidate(name: str, k: int, limit: int = 255) -> str:
+    """The k-th name tried for a photo called `name`: itself, then `stem-k.ext`, the stem shortened where the
+    suffix would make the name longer than `limit` bytes (cut at a character boundary of a UTF-8 name)."""
+    if k == 0:
+        return name
+    stem, ext = os.path.splitext(name)
+    tail = f"-{k}{ext}"
+    raw, room = os.fsencode(stem), max(1, limit - len(os.fsencode(tail)))
+    if len(raw) > room:
+        raw = raw[:room]
+        lead = len(raw) - 1
+        while lead > 0 and raw[lead] & 0xC0 == 0x80:  # back over UTF-8 continuation bytes to the lead byte
+            lead -= 1
+        needs = 2 if raw[lead] >= 0xC0 else 1
+        needs += (raw[lead] >= 0xE0) + (raw[lead] >= 0xF0)
+        if lead > 0 and len(raw) - lead < needs:  # the cut split that character: leave it out whole
+            raw = raw[:lead]
+    return os.fsdecode(raw) + tail
 
 
 def _kept(e: OSError) -> str:

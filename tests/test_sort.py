@@ -349,3 +349,27 @@ def test_hardlink_across_filesystems_is_refused_before_anything_is_written(photo
         assert not into.exists()
         # Copying across them is fine.
         assert run_cli("sort", photos, "--into", into, "-q").returncode == 0 and placed(into)
+
+
+def test_photos_whose_names_are_as_long_as_a_name_can_be_are_sorted_and_a_rerun_is_a_no_op(tmp_path):
+    from facesort.sorter import _free_name_candidate
+
+    photo = example_photos()[0].read_bytes()
+    # 255 bytes each (the longest name ext4 and most filesystems take), one of them in two-byte characters.
+    names = ["x" * 251 + ".jpg", "é" * 125 + "x.jpg"]
+    for folder in ("a", "b"):
+        for i, name in enumerate(names):
+            assert len(os.fsencode(name)) == 255
+            (tmp_path / "in" / folder).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "in" / folder / name).write_bytes(photo + folder.encode() + bytes([i]))  # all different
+    into = tmp_path / "SORTED"
+    assert run_cli("sort", tmp_path / "in", "--into", into, "-q").returncode == 0
+    assert [r["action"] for r in sort_report(into)] == ["copied"] * 4, sort_report(into)
+    got = sorted(p.name for p in placed(into))
+    assert all(len(os.fsencode(n)) <= 255 for n in got) and len(set(got)) == 4
+    assert sorted(digest(p) for p in placed(into)) == sorted(digest(p) for p in (tmp_path / "in").rglob("*.jpg"))
+    assert run_cli("sort", tmp_path / "in", "--into", into, "-q").returncode == 0
+    assert [r["action"] for r in sort_report(into)][4:] == ["already there"] * 4
+    # The suffixed name is shortened at a character boundary and keeps its extension.
+    assert _free_name_candidate("é" * 125 + "x.jpg", 12) == "é" * 124 + "-12.jpg"
+    assert _free_name_candidate("photo.jpg", 3) == "photo-3.jpg"
