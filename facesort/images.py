@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 
 # Formats facesort decodes, recognised by their first bytes, not their names. GIF: the first frame.
-SUPPORTED_FORMATS = ("jpeg", "png", "bmp", "webp", "tiff", "gif", "avif")
+SUPPORTED_FORMATS = ("jpeg", "png", "bmp", "webp", "tiff", "gif", "avif", "jpeg2000")
 # Extensions a folder walk picks up: the supported formats, and other image formats, which get an
 # "unsupported format" row rather than being passed over in silence.
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .bmp .dib .webp .tif .tiff "
-    ".gif .heic .heif .avif .jp2 .jxl .ico .psd .svg .cr2 .nef .arw .dng".split()
+    ".gif .avif .jp2 .j2k .heic .heif .jxl .ico .psd .svg .cr2 .nef .arw .dng".split()
 )
 DEFAULT_MAX_PIXELS = 50_000_000
 
@@ -40,11 +40,22 @@ def sniff_format(head: bytes) -> str | None:
         return "tiff"
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return "gif"
+    if head.startswith((b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")):  # JP2 box, J2K codestream
+        return "jpeg2000"
     if head[4:8] == b"ftyp":
         # An ISO media file: AVIF when its brands (major, then compatible, within the ftyp box) name it.
         box = head[8 : int.from_bytes(head[:4], "big")]
         brands = {box[i : i + 4] for i in range(0, len(box) - 3, 4)}
         return "avif" if brands & {b"avif", b"avis"} else "heif"
+    # Named only to say which format a file is that facesort does not read.
+    if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")):
+        return "jpeg xl"
+    if head.startswith(b"8BPS"):
+        return "psd"
+    if head.startswith(b"\x00\x00\x01\x00"):
+        return "ico"
+    if head.lstrip().startswith((b"<svg", b"<?xml")) and b"<svg" in head:
+        return "svg"
     return None
 
 
@@ -66,6 +77,8 @@ def image_size(data: bytes, fmt: str) -> tuple[int, int] | None:
             return struct.unpack("<HH", data[6:10])  # the logical screen, which every frame lies within
         if fmt == "avif":
             return _avif_size(data)
+        if fmt == "jpeg2000":
+            return _jpeg2000_size(data)
     except (struct.error, IndexError, ValueError):
         return None
     return None
@@ -129,6 +142,19 @@ def _avif_size(data: bytes) -> tuple[int, int] | None:
         sizes.append((w, h))
         i = data.find(b"ispe", i + 4, 1 << 16)
     return max(sizes, key=lambda s: s[0] * s[1]) if sizes else None
+
+
+def _jpeg2000_size(data: bytes) -> tuple[int, int] | None:
+    """From the JP2 header box (height, then width) or the codestream's SIZ marker (the image area's far
+    corner less its offset)."""
+    if data.startswith(b"\xff\x4f\xff\x51"):
+        x, y, x0, y0 = struct.unpack(">IIII", data[8:24])
+        return x - x0, y - y0
+    i = data.find(b"ihdr", 0, 1 << 16)
+    if i < 0:
+        return None
+    h, w = struct.unpack(">II", data[i + 4 : i + 12])
+    return w, h
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

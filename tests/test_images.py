@@ -19,14 +19,14 @@ def encode(ext: str, array: np.ndarray, params=()) -> bytes:
     return buf.tobytes()
 
 
-@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".webp", ".tiff", ".gif", ".avif"])
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".webp", ".tiff", ".gif", ".avif", ".jp2"])
 def test_each_supported_format_decodes_with_its_size_read_from_the_header(ext):
-    img = np.random.default_rng(0).integers(0, 255, (30, 50, 3), np.uint8)
+    img = np.random.default_rng(0).integers(0, 255, (36, 50, 3), np.uint8)  # JPEG 2000 encodes from 32 up
     data = encode(ext, img)
     fmt = sniff_format(data[:64])
-    assert fmt == {".jpg": "jpeg", ".tiff": "tiff"}.get(ext, ext[1:])
-    assert image_size(data, fmt) == (50, 30)
-    assert decode_image(data).shape == (30, 50, 3)
+    assert fmt == {".jpg": "jpeg", ".jp2": "jpeg2000"}.get(ext, ext[1:])
+    assert image_size(data, fmt) == (50, 36)
+    assert decode_image(data).shape == (36, 50, 3)
 
 
 def test_an_animated_gif_is_read_as_its_first_frame():
@@ -36,14 +36,17 @@ def test_an_animated_gif_is_read_as_its_first_frame():
     assert np.abs(decode_image(buf.getvalue()).astype(int) - 40).max() <= 2
 
 
-@pytest.mark.parametrize("ext", [".gif", ".avif"])
-def test_gif_and_avif_sizes_from_the_header_are_held_to_the_pixel_limit(ext):
-    data = encode(ext, np.zeros((30, 50, 3), np.uint8))
+@pytest.mark.parametrize("ext", [".gif", ".avif", ".jp2"])
+def test_gif_avif_and_jpeg2000_sizes_from_the_header_are_held_to_the_pixel_limit(ext):
+    data = encode(ext, np.zeros((36, 50, 3), np.uint8))
     if ext == ".gif":  # the logical screen, little-endian 16-bit
         forged = data[:6] + (60_000).to_bytes(2, "little") * 2 + data[10:]
-    else:  # the 'ispe' box: version and flags, then width and height
+    elif ext == ".avif":  # the 'ispe' box: version and flags, then width and height
         i = data.find(b"ispe")
         forged = data[: i + 8] + (100_000).to_bytes(4, "big") * 2 + data[i + 16 :]
+    else:  # the JP2 header box: height, then width
+        i = data.find(b"ihdr")
+        forged = data[: i + 4] + (100_000).to_bytes(4, "big") * 2 + data[i + 12 :]
     with pytest.raises(ImageError, match="exceeds the pixel limit"):
         decode_image(forged)
 
@@ -85,8 +88,11 @@ def test_grayscale_16bit_and_alpha_pngs_become_8bit_bgr(array):
         (b"GIF89a" + b"\0" * 40, "cannot decode gif"),
         (b"\x00\x00\x00\x18ftypheic" + b"\0" * 40, "unsupported format: heif"),
         (b"\x00\x00\x00\x18ftypmif1\0\0\0\0mif1avif" + b"\0" * 40, "cannot decode avif"),
+        (b"\x00\x00\x00\x0cJXL \r\n\x87\n" + b"\0" * 40, "unsupported format: jpeg xl"),
+        (b"8BPS\x00\x01" + b"\0" * 40, "unsupported format: psd"),
+        (b'<?xml version="1.0"?>\n<svg width="10"/>', "unsupported format: svg"),
     ],
-    ids=["zero-byte", "text", "gif", "heic", "avif"],
+    ids=["zero-byte", "text", "gif", "heic", "avif", "jxl", "psd", "svg"],
 )
 def test_bad_content_gets_a_reason(data, reason):
     with pytest.raises(ImageError, match=reason):
