@@ -253,7 +253,8 @@ def iter_image_files(
     """Yield the files to classify, lazily: files named directly always, images found in folders.
 
     Folder walks skip hidden entries and the folders in `exclude` (a sort's output folder), follow
-    symlinked folders but never into a loop, and yield files sorted by name within each folder.
+    symlinked folders but never into a loop, and yield files sorted by name within each folder; a folder
+    that cannot be listed is yielded itself, so that it gets an error row.
     """
     excluded = {os.path.realpath(p) for p in exclude}
     for item in inputs:
@@ -274,6 +275,9 @@ def _walk(folder: Path, recursive: bool, excluded: set[str], seen: set[str]) -> 
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
     except OSError:
+        # A folder that cannot be listed (no permission) would hide its photos without a word: it is
+        # yielded itself, and reading it gives its row the reason ("permission denied").
+        yield folder
         return
     subfolders = []
     for entry in entries:

@@ -166,7 +166,7 @@ def test_a_file_deleted_during_the_run_becomes_an_error_row(tmp_path):
     assert sum(r.status == "ok" for r in rows) >= 2
 
 
-def test_unreadable_file_is_a_row_when_run_as_an_unprivileged_user():
+def test_unreadable_file_and_folder_are_rows_when_run_as_an_unprivileged_user():
     import tempfile
 
     tmp_path = Path(tempfile.mkdtemp(prefix="facesort-perm-"))  # under /tmp: reachable by any user
@@ -174,18 +174,24 @@ def test_unreadable_file_is_a_row_when_run_as_an_unprivileged_user():
     secret = tmp_path / "secret.jpg"
     shutil.copy2(example_photos()[0], secret)
     secret.chmod(0)
-    cmd = [sys.executable, "-m", "facesort", "classify", str(secret), "-q"]
+    private = tmp_path / "private"  # a folder that cannot be listed: its photos must not vanish in silence
+    private.mkdir()
+    shutil.copy2(example_photos()[1], private / "hidden-from-us.jpg")
+    private.chmod(0)
+    cmd = [sys.executable, "-m", "facesort", "classify", str(tmp_path), "-q"]
     if os.geteuid() == 0:
         if not shutil.which("setpriv"):
             pytest.skip("root without setpriv: cannot drop privileges")
         cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"HOME": str(tmp_path)})
+    private.chmod(0o755)
+    shutil.rmtree(tmp_path)
     if proc.returncode != 0 and "Permission denied" in proc.stderr and "secret" not in proc.stderr:
         pytest.skip(f"the unprivileged user cannot run this Python: {proc.stderr[-200:]}")
     assert proc.returncode == 0, proc.stderr
     df = read_report(proc.stdout)
-    shutil.rmtree(tmp_path)
-    assert df.status.tolist() == ["error"] and df.error.tolist() == ["permission denied"]
+    assert df.path.tolist() == [str(secret), str(private)]  # a folder's files, then its subfolders
+    assert df.status.tolist() == ["error"] * 2 and df.error.tolist() == ["permission denied"] * 2
 
 
 def test_image_without_a_face_gets_one_no_face_row(tmp_path):

@@ -172,3 +172,32 @@ def test_the_cli_pixel_limit_default_is_the_library_one():
     from facesort.images import DEFAULT_MAX_PIXELS
 
     assert MAX_PIXELS == DEFAULT_MAX_PIXELS  # written twice so `facesort --help` need not import OpenCV
+
+
+def test_a_folder_that_cannot_be_listed_is_yielded_so_that_it_gets_a_row(tmp_path, monkeypatch):
+    for rel in ["a.jpg", "private/b.jpg", "z/c.jpg"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.path.basename(path) == "private":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found = [p.relative_to(tmp_path).as_posix() for p in iter_image_files([tmp_path])]
+    assert found == ["a.jpg", "private", "z/c.jpg"]
+
+
+def test_an_unreadable_folder_reads_as_permission_denied(tmp_path):
+    folder = tmp_path / "private"
+    folder.mkdir()
+    folder.chmod(0)
+    try:
+        if os.access(folder, os.R_OK):
+            pytest.skip("running as root: permissions do not stop reads")
+        with pytest.raises(ImageError, match="permission denied"):
+            read_image(folder)
+    finally:
+        folder.chmod(0o755)
