@@ -290,7 +290,7 @@ def test_keras_and_onnx_agree_on_real_faces(batch):
 
 
 @needs_shared
-def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
+def test_short_training_run_exports_a_model_that_classify_uses(tmp_path, monkeypatch):
     happy = SHARED / "happy" / "celeba_smile_train.h5"
     with h5py.File(happy) as f:  # a few dozen real images, in the user's layout
         small = write_h5(
@@ -366,6 +366,32 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path):
     assert result.returncode == 0
     rows = result.stdout.splitlines()
     assert len(rows) >= 2 and ",ok," in rows[1]
+
+    # Retraining into the same folder, a run that fails after its ONNX export (a full disk as the card's page
+    # is written) leaves the model there as it was: never a new ONNX file beside the old card.
+    import training.card
+    from training.train import TrainConfig, train
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setattr(training.card, "write_markdown", disk_full)
+    cfg = TrainConfig(
+        happy=[str(small)],
+        gender=str(SHARED / "gender"),
+        out=str(out),
+        emotion_epochs=1,
+        transfer_epochs=1,
+        teachers=1,
+        students=1,
+        max_gender_images=96,
+        detector="auto",
+        cache=str(tmp_path / "cache"),
+    )
+    with pytest.raises(OSError, match="No space left"):
+        train(cfg, lambda *args, **kwargs: None)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 @needs_shared

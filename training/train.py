@@ -12,7 +12,9 @@ import os
 import platform
 import resource
 import shlex
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -467,124 +469,140 @@ def train(cfg: TrainConfig, report=print) -> dict:
         report("info", f"gender logit offset {gender_cal['gender_logit_offset']:+.2f}: {gender_cal}")
 
     # ---- export and figures ----------------------------------------------------------------------
-    report("stage", "exporting to ONNX")
-    onnx_path = out / MODEL_FILE
-    export_onnx(unified, onnx_path, size)
-    train_seconds = time.time() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # Everything is written to a folder inside `out` and moved into place at the end, the card last: a run
+    # that fails or is interrupted leaves `out` as it was (a model retrained into its own folder is never
+    # part new, part old), and the ONNX file and its card always come from one run.
+    work = Path(tempfile.mkdtemp(prefix=".training-", dir=out))
+    try:
+        report("stage", "exporting to ONNX")
+        onnx_path = work / MODEL_FILE
+        export_onnx(unified, onnx_path, size)
+        train_seconds = time.time() - started
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    from training.card import write_markdown
-    from training.measure import add_fourclass, held_out_figures
+        from training.card import write_markdown
+        from training.measure import add_fourclass, held_out_figures
 
-    metrics, confusions = held_out_figures(
-        lambda x: _predict(unified, np.asarray(x)),
-        {k: (x, tests[k].y) for k, x in test_crops.items()},
-        (np.asarray(vx), vy),
-    )
-    import keras as _k
-    import onnx
-    import tensorflow as _tf
-    import tf2onnx
+        metrics, confusions = held_out_figures(
+            lambda x: _predict(unified, np.asarray(x)),
+            {k: (x, tests[k].y) for k, x in test_crops.items()},
+            (np.asarray(vx), vy),
+        )
+        import keras as _k
+        import onnx
+        import tensorflow as _tf
+        import tf2onnx
 
-    data_files = sorted(set(cfg.happy) | set(cfg.happy_test) | set(cfg.calibrate))
-    card = {
-        "name": "facesort four-class face model",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "classes": list(CLASSES),
-        "input": {
-            "name": "image",
-            "size": size,
-            "dtype": "uint8",
-            "channels": "RGB",
-            "layout": "NHWC",
-            "normalisation": "inside the graph: per-image standardisation (x - mean) / sqrt(var + 1)",
-        },
-        "crop": {
-            "scale": CROP_SCALE,
-            "size": size,
-            "convention": CONVENTION,
-            "detector": TRAINING_DETECTORS[cfg.detector],
-            "measured_with": TRAINING_DETECTORS["auto"],
-            **(
-                {"happy_detector": TRAINING_DETECTORS[cfg.happy_detector]}
-                if cfg.happy_detector and cfg.happy_detector != cfg.detector
-                else {}
-            ),
-        },
-        "outputs": {
-            "p_happy": "(N,) P(happy)" + (" (threshold calibrated, see calibration)" if calibration else ""),
-            "p_male": "(N,) P(male)" + (" (threshold balanced, see gender_threshold)" if gender_cal else ""),
-            "p_classes": "(N, 4) in class order: p_happy x p_male products",
-        },
-        "architecture": {
-            "kind": "depthwise-separable CNN, shared backbone, emotion and gender heads"
-            + (f"; mean of {cfg.students} such models" if cfg.students > 1 else ""),
-            "width": cfg.width,
-            "parameters": int(unified.count_params()),
-        },
-        "training": {
-            "command": "facesort " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-            if Path(sys.argv[0]).name in ("facesort", "__main__.py")
-            else " ".join(sys.argv),
-            "config": asdict(cfg) | {"cache": None},
-            "approach": "stage 1 emotion CNN on the happy/sad set; stage 2 shared backbone initialised "
-            "from it, gender head trained on the gender set while the emotion head is "
-            "distilled from stage 1 on gender images and trained on happy images"
-            + ("; gender loss balanced over (emotion, gender) cells" if cfg.gender_balance else "")
-            + (
-                f"; {cfg.rounds} rounds of stage 2, each after the first taught emotion by the unified model before"
-                if cfg.rounds > 1
-                else ""
-            )
-            + (
-                f"; {cfg.students} stage-2 models, each from another stage-1 model, averaged in one graph"
-                if cfg.students > 1
-                else ""
-            )
-            + ("; happy/sad threshold set on held-out labelled files (calibration)" if calibration else "")
-            + ("; male/female threshold balanced on gender validation (gender_threshold)" if gender_cal else ""),
-            "seconds": round(train_seconds, 1),
-            "peak_memory_mb": round(peak_mb, 1),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
-            "happy_face_detected": det_happy,
-            "gender_train": g_stats,
-            "gender_validation": v_stats,
-            "history": history,
-        },
-        "data": {
-            "happy": {p: sha256(p) for p in data_files},
-            "gender": {
-                "folder": str(cfg.gender),
-                "train_images": len(g_train),
-                "validation_images": len(g_val),
-                "files_sha256": _list_digest(g_train + g_val),  # name, label and content sha256 of each
+        data_files = sorted(set(cfg.happy) | set(cfg.happy_test) | set(cfg.calibrate))
+        card = {
+            "name": "facesort four-class face model",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "classes": list(CLASSES),
+            "input": {
+                "name": "image",
+                "size": size,
+                "dtype": "uint8",
+                "channels": "RGB",
+                "layout": "NHWC",
+                "normalisation": "inside the graph: per-image standardisation (x - mean) / sqrt(var + 1)",
             },
-        },
-        "metrics": metrics
-        | {"stage1_emotion_ensemble": stage1}
-        | ({"landmark_probe_emotion": probe_figures} if probe_figures else {})
-        | ({"emotion_uncalibrated": uncalibrated} if calibration else {}),
-        "calibration": calibration,
-        "gender_threshold": gender_cal,
-        "versions": {
-            "tensorflow": _tf.__version__,
-            "keras": _k.__version__,
-            "tf2onnx": tf2onnx.__version__,
-            "onnx": onnx.__version__,
-            "python": platform.python_version(),
-        },
-        "onnx_bytes": onnx_path.stat().st_size,
-        "fourclass": None,
-    }
-    if cfg.evaluate:
-        # Measured through facesort's own path (the ONNX model and card just written, face detection),
-        # with its definitions; for the card only.
-        report("stage", f"measuring on {cfg.evaluate} (reporting only)")
-        add_fourclass(card, out, cfg.evaluate, confusions, files=evaluate_files)
-    (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-    write_markdown(card, out, confusions)
-    unified.save(out / "keras_model.keras")
+            "crop": {
+                "scale": CROP_SCALE,
+                "size": size,
+                "convention": CONVENTION,
+                "detector": TRAINING_DETECTORS[cfg.detector],
+                "measured_with": TRAINING_DETECTORS["auto"],
+                **(
+                    {"happy_detector": TRAINING_DETECTORS[cfg.happy_detector]}
+                    if cfg.happy_detector and cfg.happy_detector != cfg.detector
+                    else {}
+                ),
+            },
+            "outputs": {
+                "p_happy": "(N,) P(happy)" + (" (threshold calibrated, see calibration)" if calibration else ""),
+                "p_male": "(N,) P(male)" + (" (threshold balanced, see gender_threshold)" if gender_cal else ""),
+                "p_classes": "(N, 4) in class order: p_happy x p_male products",
+            },
+            "architecture": {
+                "kind": "depthwise-separable CNN, shared backbone, emotion and gender heads"
+                + (f"; mean of {cfg.students} such models" if cfg.students > 1 else ""),
+                "width": cfg.width,
+                "parameters": int(unified.count_params()),
+            },
+            "training": {
+                "command": "facesort " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+                if Path(sys.argv[0]).name in ("facesort", "__main__.py")
+                else " ".join(sys.argv),
+                "config": asdict(cfg) | {"cache": None},
+                "approach": "stage 1 emotion CNN on the happy/sad set; stage 2 shared backbone initialised "
+                "from it, gender head trained on the gender set while the emotion head is "
+                "distilled from stage 1 on gender images and trained on happy images"
+                + ("; gender loss balanced over (emotion, gender) cells" if cfg.gender_balance else "")
+                + (
+                    f"; {cfg.rounds} rounds of stage 2, each after the first taught emotion by the unified model before"
+                    if cfg.rounds > 1
+                    else ""
+                )
+                + (
+                    f"; {cfg.students} stage-2 models, each from another stage-1 model, averaged in one graph"
+                    if cfg.students > 1
+                    else ""
+                )
+                + ("; happy/sad threshold set on held-out labelled files (calibration)" if calibration else "")
+                + ("; male/female threshold balanced on gender validation (gender_threshold)" if gender_cal else ""),
+                "seconds": round(train_seconds, 1),
+                "peak_memory_mb": round(peak_mb, 1),
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+                "happy_face_detected": det_happy,
+                "gender_train": g_stats,
+                "gender_validation": v_stats,
+                "history": history,
+            },
+            "data": {
+                "happy": {p: sha256(p) for p in data_files},
+                "gender": {
+                    "folder": str(cfg.gender),
+                    "train_images": len(g_train),
+                    "validation_images": len(g_val),
+                    "files_sha256": _list_digest(g_train + g_val),  # name, label and content sha256 of each
+                },
+            },
+            "metrics": metrics
+            | {"stage1_emotion_ensemble": stage1}
+            | ({"landmark_probe_emotion": probe_figures} if probe_figures else {})
+            | ({"emotion_uncalibrated": uncalibrated} if calibration else {}),
+            "calibration": calibration,
+            "gender_threshold": gender_cal,
+            "versions": {
+                "tensorflow": _tf.__version__,
+                "keras": _k.__version__,
+                "tf2onnx": tf2onnx.__version__,
+                "onnx": onnx.__version__,
+                "python": platform.python_version(),
+            },
+            "onnx_bytes": onnx_path.stat().st_size,
+            "fourclass": None,
+        }
+        if cfg.evaluate:
+            # Measured through facesort's own path (the ONNX model and card just written, face detection),
+            # with its definitions; for the card only.
+            report("stage", f"measuring on {cfg.evaluate} (reporting only)")
+            add_fourclass(card, work, cfg.evaluate, confusions, files=evaluate_files)
+        (work / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+        write_markdown(card, work, confusions)
+        unified.save(work / "keras_model.keras")
+        _publish(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return card
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Move a finished model's files from `work` into `out`, each by an atomic rename, the card last (the
+    file that makes a folder a model)."""
+    names = sorted(os.listdir(work), key=lambda n: n == CARD_FILE)
+    for name in names:
+        os.replace(work / name, out / name)
 
 
 def _list_digest(files: list[tuple[str, int]]) -> str:
