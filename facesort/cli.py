@@ -779,8 +779,10 @@ def train(
     from training.cli_progress import TrainingProgress
 
     try:
-        with TrainingProgress() as progress:
-            card = run_training(cfg, progress.report)
+        stopped = f"training stopped; no model was written to {out} (one already there is unchanged)"
+        with _interruptible(lambda: stopped):
+            with TrainingProgress() as progress:
+                card = run_training(cfg, progress.report)
     except DataError as e:
         fail(str(e), 2)
     progress.figures(card)
