@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import struct
@@ -11,8 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-# Formats facesort decodes, recognised by their first bytes, not their names. GIF: the first frame.
-SUPPORTED_FORMATS = ("jpeg", "png", "bmp", "webp", "tiff", "gif", "avif", "jpeg2000")
+# Formats facesort decodes, recognised by their first bytes, not their names. GIF: the first frame. HEIF
+# (HEIC, iPhone photos): with the heic extra (pi-heif); OpenCV decodes the others.
+SUPPORTED_FORMATS = ("jpeg", "png", "bmp", "webp", "tiff", "gif", "avif", "jpeg2000", "heif")
 # Extensions a folder walk picks up: the supported formats, and other image formats, which get an
 # "unsupported format" row rather than being passed over in silence.
 IMAGE_EXTENSIONS = frozenset(
@@ -46,7 +48,11 @@ def sniff_format(head: bytes) -> str | None:
         # An ISO media file: AVIF when its brands (major, then compatible, within the ftyp box) name it.
         box = head[8 : int.from_bytes(head[:4], "big")]
         brands = {box[i : i + 4] for i in range(0, len(box) - 3, 4)}
-        return "avif" if brands & {b"avif", b"avis"} else "heif"
+        if brands & {b"avif", b"avis"}:
+            return "avif"
+        if brands & {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}:
+            return "heif"
+        return None  # another ISO media file: an MP4 or MOV video, ...
     # Named only to say which format a file is that facesort does not read.
     if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")):
         return "jpeg xl"
@@ -75,8 +81,8 @@ def image_size(data: bytes, fmt: str) -> tuple[int, int] | None:
             return _tiff_size(data)
         if fmt == "gif":
             return struct.unpack("<HH", data[6:10])  # the logical screen, which every frame lies within
-        if fmt == "avif":
-            return _avif_size(data)
+        if fmt in ("avif", "heif"):
+            return _ispe_size(data)
         if fmt == "jpeg2000":
             return _jpeg2000_size(data)
     except (struct.error, IndexError, ValueError):
@@ -133,7 +139,7 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _avif_size(data: bytes) -> tuple[int, int] | None:
+def _ispe_size(data: bytes) -> tuple[int, int] | None:
     """The largest of the 'ispe' (image spatial extents) boxes in the metadata: the image, or the grid its
     tiles make up."""
     sizes, i = [], data.find(b"ispe", 0, 1 << 16)
@@ -232,6 +238,18 @@ def decode_scaled(
     size = image_size(data, fmt)
     if size is not None and size[0] * size[1] > max_pixels:
         raise ImageError(f"{size[0]}x{size[1]} exceeds the pixel limit of {max_pixels:,}")
+    if fmt == "heif":
+        image, factor = _decode_heif(data), 1
+    else:
+        image, factor = _decode_opencv(data, fmt, size, keep_side, max_factor)
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise ImageError(f"{image.shape[1]}x{image.shape[0]} exceeds the pixel limit of {max_pixels:,}")
+    return image, factor
+
+
+def _decode_opencv(
+    data: bytes, fmt: str, size: tuple[int, int] | None, keep_side: int, max_factor: int
+) -> tuple[np.ndarray, int]:
     flag, factor = cv2.IMREAD_COLOR, 1
     if fmt == "jpeg" and keep_side and size is not None:
         fits = ((f, fl) for f, fl in _REDUCED if f <= max_factor and max(size) / f >= keep_side)
@@ -242,9 +260,25 @@ def decode_scaled(
         raise ImageError(f"cannot decode {fmt}: {e.err or e}") from None
     if image is None or image.size == 0:
         raise ImageError(f"cannot decode {fmt} (corrupt or truncated)")
-    if image.shape[0] * image.shape[1] > max_pixels:
-        raise ImageError(f"{image.shape[1]}x{image.shape[0]} exceeds the pixel limit of {max_pixels:,}")
     return image, factor
+
+
+def _decode_heif(data: bytes) -> np.ndarray:
+    """A HEIF/HEIC image as 8-bit BGR through pi-heif (libheif), which applies the file's own rotation and
+    mirroring (HEIF records them in the container, not in EXIF)."""
+    try:
+        import pi_heif
+    except ImportError:
+        raise ImageError("unsupported format: heif (pip install 'facesort[heic]' reads it)") from None
+    try:
+        heif = pi_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
+        pixels = np.array(heif, copy=True)  # the buffer belongs to `heif`: copied while it is alive
+    except Exception as e:  # libheif's errors come as several types; each means a bad file here
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ImageError(f"cannot decode heif (corrupt or truncated: {reason})") from None
+    if pixels.ndim == 2:
+        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGR if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
 
 
 def iter_image_files(

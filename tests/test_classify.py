@@ -101,7 +101,8 @@ def make_bad_inputs(folder):
     (folder / "truncated.jpg").write_bytes(good.read_bytes()[:2000])
     (folder / "text.jpg").write_text("not an image\n")
     (folder / "broken.gif").write_bytes(b"GIF89a" + b"\0" * 64)
-    (folder / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + b"\0" * 64)
+    (folder / "photo.jxl").write_bytes(b"\x00\x00\x00\x0cJXL \r\n\x87\n" + b"\0" * 64)
+    shutil.copy2(Path(__file__).parent / "data" / "002429-turned.heic", folder / "iphone.heic")
     # An animated GIF of the good photo: read as its first frame.
     frame = Image.open(good).convert("RGB")
     frame.save(folder / "anim.gif", save_all=True, append_images=[frame.transpose(Image.Transpose.FLIP_TOP_BOTTOM)])
@@ -134,7 +135,7 @@ def test_every_bad_input_is_a_row_and_the_run_goes_on(tmp_path):
     assert "corrupt or truncated" in errors["truncated.jpg"]
     assert "not an image" in errors["text.jpg"]
     assert errors["broken.gif"] == "cannot decode gif (corrupt or truncated)"
-    assert errors["photo.heic"] == "unsupported format: heif"
+    assert errors["photo.jxl"] == "unsupported format: jpeg xl"
     assert "[ERROR" not in proc.stderr  # OpenCV's own complaint about the broken GIF stays out of the way
     assert "pixel limit" in errors["bomb.png"]
     assert errors["broken.jpg"] == "broken symlink"
@@ -146,6 +147,10 @@ def test_every_bad_input_is_a_row_and_the_run_goes_on(tmp_path):
     # GIF and AVIF copies of the good photo: the same face, the same class.
     for name in ("anim.gif", "good.avif"):
         assert list(by_name[name].label) == list(by_name["good.jpg"].label), name
+    # The HEIC photo is good.jpg (examples/002429.jpg) stored turned, the turn recorded in the file: read
+    # upright, the same face in the same place, the same class.
+    heic, jpeg = by_name["iphone.heic"], by_name["good.jpg"]
+    assert list(heic.label) == list(jpeg.label) and abs(int(heic.x.iloc[0]) - int(jpeg.x.iloc[0])) <= 3
     # The path with a newline, comma, quotes and non-ASCII survives the round trip through pandas.
     assert str(folder / 'new\nline, "quoted" näme.jpg') in set(df.path)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -51,6 +53,24 @@ def test_gif_avif_and_jpeg2000_sizes_from_the_header_are_held_to_the_pixel_limit
         decode_image(forged)
 
 
+HEIC = Path(__file__).parent / "data"  # an example photo (examples/002429.jpg) saved as HEIC, as iPhones do
+
+
+def test_heic_photos_decode_upright_when_the_heic_extra_is_installed():
+    pytest.importorskip("pi_heif")
+    reference = cv2.imread(str(Path(__file__).parents[1] / "examples" / "002429.jpg"))
+    # The second is stored turned a quarter, with the turn recorded in the file (HEIF's 'irot').
+    for name in ("002429.heic", "002429-turned.heic"):
+        image = decode_image((HEIC / name).read_bytes())
+        assert image.shape == reference.shape and np.abs(image.astype(int) - reference).mean() < 3, name
+
+
+def test_without_the_heic_extra_a_heic_photo_says_how_to_read_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pi_heif", None)  # as if not installed: importing it fails
+    with pytest.raises(ImageError, match=r"unsupported format: heif \(pip install 'facesort\[heic\]' reads it\)"):
+        decode_image((HEIC / "002429.heic").read_bytes())
+
+
 def test_format_is_read_from_content_not_extension(tmp_path):
     path = tmp_path / "really-a-png.jpg"
     path.write_bytes(encode(".png", np.zeros((8, 9, 3), np.uint8)))
@@ -86,13 +106,14 @@ def test_grayscale_16bit_and_alpha_pngs_become_8bit_bgr(array):
         (b"", "empty file"),
         (b"hello, I am a text file\n", "not an image"),
         (b"GIF89a" + b"\0" * 40, "cannot decode gif"),
-        (b"\x00\x00\x00\x18ftypheic" + b"\0" * 40, "unsupported format: heif"),
+        (b"\x00\x00\x00\x18ftypheic" + b"\0" * 40, "cannot decode heif"),
+        (b"\x00\x00\x00\x18ftypisom\0\0\0\0isomiso2" + b"\0" * 40, "not an image"),  # an MP4 video
         (b"\x00\x00\x00\x18ftypmif1\0\0\0\0mif1avif" + b"\0" * 40, "cannot decode avif"),
         (b"\x00\x00\x00\x0cJXL \r\n\x87\n" + b"\0" * 40, "unsupported format: jpeg xl"),
         (b"8BPS\x00\x01" + b"\0" * 40, "unsupported format: psd"),
         (b'<?xml version="1.0"?>\n<svg width="10"/>', "unsupported format: svg"),
     ],
-    ids=["zero-byte", "text", "gif", "heic", "avif", "jxl", "psd", "svg"],
+    ids=["zero-byte", "text", "gif", "heic", "mp4", "avif", "jxl", "psd", "svg"],
 )
 def test_bad_content_gets_a_reason(data, reason):
     with pytest.raises(ImageError, match=reason):
