@@ -62,6 +62,11 @@ class Sorter:
         self.into, self.mode, self.dry_run = Path(into), mode, dry_run
         # Unique per run even for runs within one second: the report groups rows by it.
         self.run_id = f"{datetime.now().isoformat(timespec='milliseconds')}-{os.getpid()}"
+        for name in (*CLASSES, NO_FACE_DIR):
+            folder = self.into / name
+            if os.path.lexists(folder) and not folder.is_dir():
+                # It would block its class: every photo of it would look for a free name there in vain.
+                raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder", str(folder))
         if not dry_run:
             self.into.mkdir(parents=True, exist_ok=True)
             self._remove_stale_temporaries()

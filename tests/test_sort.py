@@ -373,3 +373,14 @@ def test_photos_whose_names_are_as_long_as_a_name_can_be_are_sorted_and_a_rerun_
     # The suffixed name is shortened at a character boundary and keeps its extension.
     assert _free_name_candidate("é" * 125 + "x.jpg", 12) == "é" * 124 + "-12.jpg"
     assert _free_name_candidate("photo.jpg", 3) == "photo-3.jpg"
+
+
+def test_a_file_where_a_class_folder_goes_is_refused_before_anything_is_placed(photos, tmp_path):
+    into = tmp_path / "SORTED"
+    into.mkdir()
+    (into / "SadFemale").write_text("my notes\n")
+    for dry in ([], ["--dry-run"]):
+        proc = run_cli("sort", photos, "--into", into, *dry)
+        assert proc.returncode == 1 and "SadFemale is a file, not a folder" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in into.iterdir()) == ["SadFemale"]
+    assert (into / "SadFemale").read_text() == "my notes\n"
