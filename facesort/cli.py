@@ -532,9 +532,15 @@ def report(
                     fail(f"{csv_file} is not a facesort report (a line is not a JSON object)", 2)
     except OSError as e:
         fail(f"cannot read {csv_file}: {e.strerror or e}", 2)
-    missing = {"path", "status", "label", "x", "y", "w", "h", "confidence"} - set(rows[0] if rows else {})
+    from facesort.html import NUMBERS, check_rows
+
+    missing = {"path", "status", "label", *NUMBERS} - set(rows[0] if rows else {})
     if missing:
         fail(f"{csv_file} is not a facesort report (no column {', '.join(sorted(missing))})", 2)
+    try:
+        check_rows(rows)
+    except ValueError as e:
+        fail(f"{csv_file} is not a report facesort can show: {e}", 2)
     _write_html(rows, html_out, _err_console())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +30,23 @@ def _num(value) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+NUMBERS = ("face", "x", "y", "w", "h", "confidence", "p_happy", "p_male")
+
+
+def check_rows(rows: list[dict]) -> None:
+    """ValueError naming the first row with a face (status ok) that a page cannot show: a label that is not a
+    class, or a box or probability that is not a number (a report edited by hand, or another program's)."""
+    for n, r in enumerate(rows, 1):
+        if r.get("status") != "ok":
+            continue
+        if r.get("label") not in CLASSES:
+            raise ValueError(f"row {n}: label {r.get('label')!r} is not one of {', '.join(CLASSES)}")
+        for key in NUMBERS:
+            value = _num(r.get(key))
+            if value is None or not math.isfinite(value):
+                raise ValueError(f"row {n}: {key} {r.get(key)!r} is not a number")
 
 
 def _thumbs(path: str, rows: list[dict]) -> list[bytes | None]:

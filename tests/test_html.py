@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import shutil
@@ -91,6 +93,15 @@ def test_report_rejects_a_csv_that_is_not_a_facesort_report(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     proc = run_cli("report", tmp_path / "x.csv", "--html", tmp_path / "x.html")
     assert proc.returncode == 2 and "not a facesort report" in proc.stderr
+    # A facesort report edited by hand: a label that is not a class, a box that is not a number.
+    rows = list(csv.DictReader(io.StringIO(run_cli("classify", sorted(ROOT.glob("examples/*.jpg"))[0]).stdout)))
+    for key, value, said in [("label", "Whatever", "label 'Whatever' is not one of"), ("x", "nan", "x 'nan' is not")]:
+        with open(tmp_path / "edited.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, rows[0].keys())
+            writer.writeheader()
+            writer.writerows([rows[0] | {key: value}, *rows[1:]])
+        proc = run_cli("report", tmp_path / "edited.csv", "--html", tmp_path / "x.html")
+        assert proc.returncode == 2 and f"row 1: {said}" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     (tmp_path / "x.jsonl").write_text('{"path": "a.jpg"}\n{"path": "b.jpg", "stat\n')
     proc = run_cli("report", tmp_path / "x.jsonl", "--html", tmp_path / "x.html")
     assert proc.returncode == 2 and "line 2 is not JSON" in proc.stderr and not (tmp_path / "x.html").exists()
