@@ -43,6 +43,14 @@ FILE_COLUMNS = ("file", "path", "filename", "image")  # a labels CSV's photo col
 CLASS_COLUMNS = ("class", "label")  # its class column; or else emotion (happy/sad) and gender (male/female)
 
 
+def _shown(fieldnames) -> str:
+    """A header line as a message can show it: a binary file's first bytes are not a list of columns."""
+    text = ", ".join(fieldnames or ())
+    if not text.isprintable():
+        return "no readable header (is it a CSV file?)"
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def _labels_columns(labels, fieldnames) -> tuple[str, str | None, tuple[str, str] | None]:
     """(file column, class column, (emotion, gender) columns) of a labels CSV, headers in any letter case;
     exactly one of the last two is set. ValueError with one sentence where they cannot be found."""
@@ -53,7 +61,7 @@ def _labels_columns(labels, fieldnames) -> tuple[str, str | None, tuple[str, str
     if file is None or (cls is None and parts is None):
         raise ValueError(
             f"{labels} needs a column naming the photo ({', '.join(FILE_COLUMNS)}) and one giving its class "
-            f"({' or '.join(CLASS_COLUMNS)}), or emotion and gender columns; it has: {', '.join(fieldnames or ())}"
+            f"({' or '.join(CLASS_COLUMNS)}), or emotion and gender columns; it has: {_shown(fieldnames)}"
         )
     return file, cls, (None if cls else parts)
 

@@ -108,6 +108,10 @@ def test_evaluate_labels_file_mistakes_get_one_sentence(tmp_path):
     ]:
         proc = labels(text)
         assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    (tmp_path / "photo.csv").write_bytes((EXAMPLES / name).read_bytes())  # a JPEG given as the labels file
+    proc = run_cli("evaluate", EXAMPLES, "--labels", tmp_path / "photo.csv")
+    assert proc.returncode == 2 and "no readable header (is it a CSV file?)" in proc.stderr, proc.stderr
+    assert len(proc.stderr) < 600  # one sentence, not the file's bytes
     proc = run_cli("evaluate", EXAMPLES, "--labels", tmp_path / "absent.csv")
     assert proc.returncode == 2 and "absent.csv: No such file" in proc.stderr
 
