@@ -67,8 +67,15 @@ def load_card(model_dir: str | os.PathLike | None = None) -> dict:
         raise ModelError(f"no model card {CARD_FILE} in {model_dir}") from None
     except (OSError, ValueError) as e:
         raise ModelError(f"unreadable model card {card_path}: {e}") from None
-    if tuple(card.get("classes", ())) != CLASSES:
+    if not isinstance(card, dict) or tuple(card.get("classes", ())) != CLASSES:
         raise ModelError(f"model card {card_path} does not list the classes {', '.join(CLASSES)}")
+    # What inference reads from the card: the crop it must make (the convention's size and scale).
+    try:
+        size, scale = int(card["input"]["size"]), float(card["crop"]["scale"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelError(f"model card {card_path} does not give the input size and crop scale") from None
+    if not (8 <= size <= 1024 and 0.5 <= scale <= 4.0):
+        raise ModelError(f"model card {card_path}: input size {size} or crop scale {scale} out of range")
     return card
 
 

@@ -251,6 +251,18 @@ def test_exit_codes(photos, tmp_path):
     # The model's file given instead of its folder says so.
     proc = run_cli("info", "--model", Path(facesort.__file__).parent / "models" / "default" / "model.onnx")
     assert proc.returncode == 1 and "is a file: a model is the folder holding model.onnx" in proc.stderr
+    # A model folder whose card is broken, or lacks what inference reads from it: one sentence each.
+    broken = tmp_path / "broken-model"
+    shutil.copytree(Path(facesort.__file__).parent / "models" / "default", broken)
+    card = json.loads((broken / "model.json").read_text())
+    for text, said in [
+        ("{not json", "unreadable model card"),
+        ("[1, 2]", "does not list the classes"),
+        (json.dumps({k: v for k, v in card.items() if k != "crop"}), "does not give the input size and crop scale"),
+    ]:
+        (broken / "model.json").write_text(text)
+        proc = run_cli("classify", photos, "--model", broken)
+        assert proc.returncode == 1 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     proc = run_cli("classify", photos, "--out", tmp_path / "no" / "such" / "dir" / "r.csv")
     assert proc.returncode == 1 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
     # A page that cannot be written is refused before the run, not after it: no report is left behind.
