@@ -144,6 +144,13 @@ class Classifier:
             )
         inputs = self.session.get_inputs()
         self.input_name = inputs[0].name
+        expected = [None, self.input_size, self.input_size, 3]
+        shape = [d if isinstance(d, int) else None for d in inputs[0].shape]
+        if len(inputs) != 1 or len(shape) != 4 or any(d is not None and d != e for d, e in zip(shape, expected)):
+            raise ModelError(
+                f"{self.model_dir / MODEL_FILE} takes input {inputs[0].shape}, not the (N, {self.input_size}, "
+                f"{self.input_size}, 3) face crops its card {CARD_FILE} describes"
+            )
         names = [o.name for o in self.session.get_outputs()]
         for needed in ("p_happy", "p_male", "p_classes"):
             if needed not in names:

@@ -259,6 +259,7 @@ def test_exit_codes(photos, tmp_path):
         ("{not json", "unreadable model card"),
         ("[1, 2]", "does not list the classes"),
         (json.dumps({k: v for k, v in card.items() if k != "crop"}), "does not give the input size and crop scale"),
+        (json.dumps(card | {"input": card["input"] | {"size": 96}}), "not the (N, 96, 96, 3) face crops its card"),
     ]:
         (broken / "model.json").write_text(text)
         proc = run_cli("classify", photos, "--model", broken)
