@@ -49,13 +49,14 @@ def test_happy_reader_takes_train_and_test_layouts(tmp_path):
     "make,message",
     [
         (lambda p: p, "no such file"),
+        (lambda p: (p.mkdir(), p)[1], "is a folder: give the HDF5 file itself"),
         (lambda p: (p.write_text("not hdf5"), p)[1], "not a readable HDF5"),
         (lambda p: write_h5(p, train_set_y=None), "expected datasets train_set_x/train_set_y"),
         (lambda p: write_h5(p, train_set_y=np.array([0, 1])), "has 6 images but"),
         (lambda p: write_h5(p, train_set_y=np.array([0, 1, 2, 0, 1, 2])), "0 \\(sad\\) and 1 \\(happy\\)"),
         (lambda p: write_h5(p, train_set_x=np.zeros((6, 64, 64), np.float32)), "must be uint8"),
     ],
-    ids=["missing", "not-hdf5", "wrong-keys", "count-mismatch", "bad-labels", "bad-shape"],
+    ids=["missing", "folder", "not-hdf5", "wrong-keys", "count-mismatch", "bad-labels", "bad-shape"],
 )
 def test_happy_reader_rejects_malformed_files_with_one_sentence(tmp_path, make, message):
     path = make(tmp_path / "h.h5")

@@ -40,6 +40,8 @@ def load_happy(paths: list[str | os.PathLike]) -> HappySet:
         raise DataError("no happy/sad HDF5 file given")
     for path in paths:
         path = Path(path)
+        if path.is_dir():
+            raise DataError(f"{path} is a folder: give the HDF5 file itself (train_set_x, train_set_y)")
         if not path.is_file():
             raise DataError(f"{path}: no such file")
         try:
