@@ -72,6 +72,8 @@ def labelled_files(folder: str | Path, labels: str | Path | None = None) -> list
     or label: one of CLASSES in any letter case; or, without one, `emotion` (happy/sad) and `gender`
     (male/female) columns). Raises ValueError with one sentence for what cannot be used."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is a file, not a folder of photos" if folder.exists() else f"no folder {folder}")
     if labels is None:
         found = [(p, c) for d, c in class_folders(folder) for p in iter_image_files([d])]
         if not found:

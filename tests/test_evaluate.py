@@ -112,6 +112,8 @@ def test_evaluate_labels_file_mistakes_get_one_sentence(tmp_path):
     proc = run_cli("evaluate", EXAMPLES, "--labels", tmp_path / "photo.csv")
     assert proc.returncode == 2 and "no readable header (is it a CSV file?)" in proc.stderr, proc.stderr
     assert len(proc.stderr) < 600  # one sentence, not the file's bytes
+    proc = run_cli("evaluate", tmp_path / "absent")
+    assert proc.returncode == 2 and f"no folder {tmp_path / 'absent'}" in proc.stderr, proc.stderr
     proc = run_cli("evaluate", EXAMPLES, "--labels", tmp_path / "absent.csv")
     assert proc.returncode == 2 and "absent.csv: No such file" in proc.stderr
 
