@@ -279,6 +279,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         raise DataError(f"--out {out} is a file, not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=".training-", dir=out))  # writable: known now, not after the training
     except OSError as e:
         raise DataError(f"--out {out}: {e.strerror or e}") from None
 
