@@ -78,8 +78,16 @@ def _err_console():
     return Console(stderr=True, soft_wrap=True)
 
 
+def _plain(text) -> str:
+    """Text for a rich console printed as it is: a path such as photos/[2024]/ is not markup (a name like
+    [/x] even made rich raise)."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 def fail(message: str, code: int = 1) -> None:
-    _err_console().print(f"[bold red]error:[/] {message}", highlight=False)
+    _err_console().print(f"[bold red]error:[/] {_plain(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -159,7 +167,7 @@ class _Run:
         if self.missing and len(self.missing) == len(paths):
             fail(f"{_joined(self.missing)} {'does' if len(self.missing) == 1 else 'do'} not exist", 2)
         for p in self.missing:
-            _err_console().print(f"[yellow]warning:[/] {p} does not exist (reported as an error row)")
+            _err_console().print(f"[yellow]warning:[/] {_plain(p)} does not exist (reported as an error row)")
         import cv2
 
         # OpenCV logs a decoder's complaint about a corrupt file to stderr; the file's row says it already.
@@ -177,7 +185,7 @@ class _Run:
         self.console = _err_console()
         if not quiet:
             self.console.print(
-                f"facesort: model {self.classifier.model_dir.name}, device [bold]{self.classifier.device}[/] "
+                f"facesort: model {_plain(self.classifier.model_dir.name)}, device [bold]{self.classifier.device}[/] "
                 f"({', '.join(self.classifier.providers)}), detector {detector.value}",
                 highlight=False,
             )
@@ -193,8 +201,11 @@ class _Run:
 
         self.stats = Stats()
         self.started = time.perf_counter()
-        stream = classify_paths(
-            self.files(), self.classifier, self.detector, self.batch_size, self.workers, self.max_pixels, self.stats
+        self.heif_unread = 0
+        stream = self._count_heif(
+            classify_paths(
+                self.files(), self.classifier, self.detector, self.batch_size, self.workers, self.max_pixels, self.stats
+            )
         )
         if self.quiet or not self.console.is_terminal:
             yield from stream
@@ -226,6 +237,14 @@ class _Run:
                 yield row
             progress.update(task, completed=self.stats.files)
 
+    def _count_heif(self, stream):
+        """HEIC photos met without the heic extra: each is an error row, and the summary says how to read them."""
+        from facesort.images import HEIF_NEEDS_EXTRA
+
+        for row in stream:
+            self.heif_unread += row.error == HEIF_NEEDS_EXTRA
+            yield row
+
     def finish(self) -> None:
         """Exit 1 where a path named on the command line did not exist (after the report is complete)."""
         if self.missing:
@@ -239,8 +258,14 @@ class _Run:
             where = _joined(self.paths)
             how = "top level only, --no-recursive" if not self.recursive else "subfolders included"
             self.console.print(
-                f"[yellow]warning:[/] no image files found in {where} ({how}; "
+                f"[yellow]warning:[/] no image files found in {_plain(where)} ({how}; "
                 "images are found by extension: .jpg, .png, .webp, ...)",
+                highlight=False,
+            )
+        if self.heif_unread:
+            self.console.print(
+                f"[yellow]warning:[/] {self.heif_unread} HEIC photos could not be read: "
+                "pip install 'facesort\\[heic]' reads them",
                 highlight=False,
             )
         if self.quiet:
@@ -280,7 +305,7 @@ def _interruptible(say):
     try:
         yield
     except KeyboardInterrupt:
-        _err_console().print(f"[yellow]interrupted:[/] {say()}", highlight=False)
+        _err_console().print(f"[yellow]interrupted:[/] {_plain(say())}", highlight=False)
         raise typer.Exit(130) from None
 
 
@@ -377,7 +402,7 @@ def _write_html(rows: list[dict], path: Path, console=None) -> None:
     except OSError as e:
         fail(f"cannot write {path}: {e.strerror or e}")
     if console is not None:
-        console.print(f"wrote {path}: {shown['faces']} faces", highlight=False)
+        console.print(f"wrote {_plain(path)}: {shown['faces']} faces", highlight=False)
 
 
 def _check_same_filesystem(paths, into: Path) -> None:
@@ -494,7 +519,7 @@ def sort_cmd(
     if not_removed:
         _err_console().print(
             f"[yellow]warning:[/] {not_removed} photos are in their class folders but could not be removed from "
-            f"where they were (see the error column of {into / REPORT_NAME})"
+            f"where they were (see the error column of {_plain(into / REPORT_NAME)})"
         )
     if html_out:
         _write_html(kept, html_out, None if quiet else run.console)
@@ -604,7 +629,7 @@ def evaluate(
         shown = "; ".join(f"{p}: {e}" for p, e in errors[:3]) + ("; ..." if len(errors) > 3 else "")
         _err_console().print(
             f"[yellow]warning:[/] {len(errors)} labelled photo(s) could not be read and count as no face found: "
-            f"{shown}",
+            f"{_plain(shown)}",
             highlight=False,
         )
     figures = metrics(y_true, y_pred)
@@ -675,7 +700,7 @@ def info(model: ModelOpt = None) -> None:
     from rich.console import Console
 
     console = Console()
-    console.print(f"[bold]{card.get('name', 'model')}[/] in {model or DEFAULT_MODEL_DIR}")
+    console.print(f"[bold]{_plain(card.get('name', 'model'))}[/] in {_plain(model or DEFAULT_MODEL_DIR)}")
     keys = ("classes", "input", "crop", "outputs", "metrics", "calibration", "gender_threshold", "architecture")
     summary = {k: card[k] for k in keys if card.get(k) is not None}
     training = card.get("training", {})

@@ -22,6 +22,7 @@ IMAGE_EXTENSIONS = frozenset(
     ".gif .avif .jp2 .j2k .heic .heif .jxl .ico .psd .svg .cr2 .nef .arw .dng".split()
 )
 DEFAULT_MAX_PIXELS = 50_000_000
+HEIF_NEEDS_EXTRA = "unsupported format: heif (pip install 'facesort[heic]' reads it)"
 
 
 class ImageError(Exception):
@@ -269,7 +270,7 @@ def _decode_heif(data: bytes) -> np.ndarray:
     try:
         import pi_heif
     except ImportError:
-        raise ImageError("unsupported format: heif (pip install 'facesort[heic]' reads it)") from None
+        raise ImageError(HEIF_NEEDS_EXTRA) from None
     try:
         heif = pi_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
         pixels = np.array(heif, copy=True)  # the buffer belongs to `heif`: copied while it is alive

@@ -155,6 +155,18 @@ def test_every_bad_input_is_a_row_and_the_run_goes_on(tmp_path):
     assert str(folder / 'new\nline, "quoted" näme.jpg') in set(df.path)
 
 
+def test_without_the_heic_extra_heic_photos_are_rows_and_the_summary_says_how_to_read_them(tmp_path):
+    (tmp_path / "shim").mkdir()
+    (tmp_path / "shim" / "pi_heif.py").write_text("raise ImportError('not installed')\n")  # as if absent
+    heic = Path(__file__).parent / "data" / "002429.heic"
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path / "shim"), *sys.path])}
+    proc = run_cli("classify", heic, heic, example_photos()[0], "-q", env=env)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    df = read_report(proc.stdout)
+    assert list(df.error) == ["unsupported format: heif (pip install 'facesort[heic]' reads it)"] * 2 + [""]
+    assert "2 HEIC photos could not be read: pip install 'facesort[heic]' reads them" in proc.stderr
+
+
 def test_a_file_deleted_during_the_run_becomes_an_error_row(tmp_path):
     from facesort import Classifier, HaarDetector, classify_paths
 
@@ -468,3 +480,13 @@ def test_a_full_disk_is_one_sentence_and_exit_1_not_a_traceback(photos, tmp_path
         "evaluate", EXAMPLES, "--labels", EXAMPLES / "labels.csv", "--plots", tmp_path / "p", preexec_fn=small
     )
     check(proc, "confusion.png")
+
+
+def test_paths_that_look_like_markup_are_printed_as_they_are(tmp_path):
+    # Rich reads [words] in printed text as styles: such a folder name vanished from messages, and [/x] raised.
+    for name in ("[/x]", "[trip] 2024"):
+        proc = run_cli("classify", tmp_path / name)
+        assert proc.returncode == 2 and f"{tmp_path / name} does not exist" in proc.stderr, proc.stderr
+    (tmp_path / "[/x]").mkdir(parents=True)
+    proc = run_cli("classify", tmp_path / "[/x]")  # a folder without photos: the warning names it whole
+    assert proc.returncode == 0 and f"no image files found in {tmp_path / '[/x]'}" in proc.stderr, proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -46,6 +47,7 @@ class TrainingProgress:
             shown = "  ".join(f"{k} {float(v):.4f}" for k, v in metrics.items())
             self.progress.update(self.tasks[name], completed=done, metrics=shown)
         else:
+            text = escape(text)  # paths in it are not markup
             self.progress.console.print(f"[bold]{text}[/]" if kind == "stage" else text, highlight=False)
 
     def figures(self, card: dict) -> None:
@@ -54,7 +56,7 @@ class TrainingProgress:
         table.add_column("value", justify="right")
         for task, values in card["metrics"].items():
             for name, value in values.items():
-                table.add_row(f"{task}: {name}", f"{value:.2%}" if isinstance(value, float) else str(value))
+                table.add_row(escape(f"{task}: {name}"), f"{value:.2%}" if isinstance(value, float) else str(value))
         t = card["training"]
         table.add_row("training time", f"{t['seconds'] / 60:.1f} min")
         table.add_row("peak memory", f"{t['peak_memory_mb']:.0f} MB")
