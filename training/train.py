@@ -162,8 +162,11 @@ def _prefetch(iterator, depth: int = 4):
         yield item
 
 
-def _predict(model, x: np.ndarray, batch: int = 512) -> np.ndarray:
-    out = [model(x[i : i + batch], training=False) for i in range(0, len(x), batch)]
+def _predict(model, x: np.ndarray, batch: int = 512, graph=None) -> np.ndarray:
+    """`model` on `x` in batches, eagerly; or through `graph`, a tf.function of it (`_graph_of`): about twice
+    as fast, equal to within 2e-6 but not bitwise, so used only where no weight depends on the result."""
+    call = graph or (lambda t: model(t, training=False))
+    out = [call(x[i : i + batch]) for i in range(0, len(x), batch)]
     if isinstance(out[0], dict):
         return {k: np.concatenate([np.asarray(o[k]).reshape(-1) for o in out]) for k in out[0]}
     return np.concatenate([np.asarray(o).reshape(-1) for o in out])
@@ -405,6 +408,10 @@ def train(cfg: TrainConfig, report=print) -> dict:
                 yield np.asarray(gx[i]), gy[i].astype(np.float32), soft[i], hx[j], hy[j]
 
         batches = _prefetch(feed())
+        # The gender validation figure of each epoch is for the curves only: measured through a graph of the
+        # model, 2.1 s against 5.1 s eagerly on 3,000 faces (AMD EPYC, 2 cores: 3 of an epoch's 100-112 s),
+        # outputs within 1.6e-6 and the same accuracy.
+        graph = _graph_of(unified)
         report("stage", f"stage 2: transfer on {len(gx)} gender + {len(hx)} happy/sad images")
         for epoch in range(cfg.transfer_epochs):
             ramp.assign(cfg.self_training * min(1.0, epoch / max(1, cfg.transfer_epochs // 2)))
@@ -412,7 +419,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
             for _ in range(steps_per_epoch):
                 sums += [float(v) for v in step_transfer(*next(batches))]
             lg, ld, lh, ag = sums / steps_per_epoch
-            val = accuracy(_predict(unified, np.asarray(vx))["gender"], vy)
+            val = accuracy(_predict(unified, np.asarray(vx), graph=graph)["gender"], vy)
             history["transfer"].append(
                 {
                     "gender_loss": lg,
@@ -604,6 +611,12 @@ def _publish(work: Path, out: Path) -> None:
     names = sorted(os.listdir(work), key=lambda n: n == CARD_FILE)
     for name in names:
         os.replace(work / name, out / name)
+
+
+def _graph_of(model):
+    import tensorflow as tf
+
+    return tf.function(lambda t: model(t, training=False), reduce_retracing=True)
 
 
 def _list_digest(files: list[tuple[str, int]]) -> str:
