@@ -264,7 +264,8 @@ class _Run:
             )
         if self.heif_unread:
             self.console.print(
-                f"[yellow]warning:[/] {self.heif_unread} HEIC photos could not be read: "
+                f"[yellow]warning:[/] {self.heif_unread} HEIC photo{'s' if self.heif_unread > 1 else ''} could not "
+                "be read: "
                 "pip install 'facesort\\[heic]' reads them",
                 highlight=False,
             )

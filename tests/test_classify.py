@@ -164,7 +164,7 @@ def test_without_the_heic_extra_heic_photos_are_rows_and_the_summary_says_how_to
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     df = read_report(proc.stdout)
     assert list(df.error) == ["unsupported format: heif (pip install 'facesort[heic]' reads it)"] * 2 + [""]
-    assert "2 HEIC photos could not be read: pip install 'facesort[heic]' reads them" in proc.stderr
+    assert "2 HEIC photos could not be read: pip install 'facesort[heic]' reads them" in proc.stderr, proc.stderr
 
 
 def test_a_file_deleted_during_the_run_becomes_an_error_row(tmp_path):
