@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 
 from facesort.crop import FaceBox, crop_face
-from facesort.images import read_image
+from facesort.images import THUMBNAILS_MARK, read_image
 from facesort.model import CLASSES
 
 THUMB = 72
@@ -91,6 +91,7 @@ def build_page(
     folder = out.with_name(out.stem + "_files")
     if not embed:
         folder.mkdir(exist_ok=True)
+        (folder / THUMBNAILS_MARK).write_text("Thumbnails of a facesort page: facesort does not classify them.\n")
     for path, face_rows in by_path.items():
         for r, thumb in zip(face_rows, _thumbs(path, face_rows)):
             if thumb is None:

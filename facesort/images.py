@@ -22,6 +22,9 @@ IMAGE_EXTENSIONS = frozenset(
     ".gif .avif .jp2 .j2k .heic .heif .jxl .ico .psd .svg .cr2 .nef .arw .dng".split()
 )
 DEFAULT_MAX_PIXELS = 50_000_000
+# In a folder of an HTML page's thumbnails (facesort.html): a walk of the photos passes it over, so a page
+# written inside the photos folder does not add its thumbnails to the next run.
+THUMBNAILS_MARK = ".facesort-thumbnails"
 HEIF_NEEDS_EXTRA = "unsupported format: heif (pip install 'facesort[heic]' reads it)"
 
 
@@ -289,7 +292,8 @@ def iter_image_files(
 
     Folder walks skip hidden entries and the folders in `exclude` (a sort's output folder), follow
     symlinked folders but never into a loop, and yield files sorted by name within each folder; a folder
-    that cannot be listed is yielded itself, so that it gets an error row.
+    that cannot be listed is yielded itself, so that it gets an error row. A folder of a page's thumbnails
+    (marked THUMBNAILS_MARK) is passed over.
     """
     excluded = {os.path.realpath(p) for p in exclude}
     for item in inputs:
@@ -313,6 +317,8 @@ def _walk(folder: Path, recursive: bool, excluded: set[str], seen: set[str]) -> 
         # A folder that cannot be listed (no permission) would hide its photos without a word: it is
         # yielded itself, and reading it gives its row the reason ("permission denied").
         yield folder
+        return
+    if any(entry.name == THUMBNAILS_MARK for entry in entries):
         return
     subfolders = []
     for entry in entries:

@@ -146,6 +146,10 @@ def test_large_reports_keep_thumbnails_in_a_folder_beside_the_page(report, tmp_p
     for face in data["faces"]:
         assert face["t"].startswith("large_files/")
         assert (page.parent / face["t"]).stat().st_size > 500  # a real JPEG, found by relative path
+    # A page written inside the folder of photos: the next walk of it does not pick up its thumbnails.
+    from facesort.images import iter_image_files
+
+    assert not [p for p in iter_image_files([page.parent]) if "large_files" in p.parts]
     if CHROMIUM:
         dom = rendered_dom(browser(tmp_path / "profile2"), page)
         assert f'data-thumbs-loaded="{len(data["faces"])}"' in dom
