@@ -8,6 +8,7 @@ thousands of faces still opens quickly.
 from __future__ import annotations
 
 import base64
+import errno
 import html
 import json
 import math
@@ -90,6 +91,9 @@ def build_page(
     embed = sum(len(v) for v in by_path.values()) <= embed_limit
     folder = out.with_name(out.stem + "_files")
     if not embed:
+        if folder.is_dir() and any(folder.iterdir()) and not (folder / THUMBNAILS_MARK).exists():
+            # Thumbnails are named 0.jpg, 1.jpg, ...: never written among files facesort did not put there.
+            raise FileExistsError(errno.EEXIST, f"{folder} holds files facesort did not write", str(folder))
         folder.mkdir(exist_ok=True)
         (folder / THUMBNAILS_MARK).write_text("Thumbnails of a facesort page: facesort does not classify them.\n")
     for path, face_rows in by_path.items():

@@ -150,6 +150,14 @@ def test_large_reports_keep_thumbnails_in_a_folder_beside_the_page(report, tmp_p
     from facesort.images import iter_image_files
 
     assert not [p for p in iter_image_files([page.parent]) if "large_files" in p.parts]
+    # Written again, the page replaces its own thumbnails; a folder of that name holding other files is refused.
+    assert build_page(rows, page, embed_limit=5)["faces"] == shown["faces"]
+    mine = tmp_path / "out" / "mine_files"
+    mine.mkdir()
+    (mine / "0.jpg").write_bytes(b"a photo of mine")
+    with pytest.raises(FileExistsError, match="holds files facesort did not write"):
+        build_page(rows, page.with_name("mine.html"), embed_limit=5)
+    assert (mine / "0.jpg").read_bytes() == b"a photo of mine"
     if CHROMIUM:
         dom = rendered_dom(browser(tmp_path / "profile2"), page)
         assert f'data-thumbs-loaded="{len(data["faces"])}"' in dom
