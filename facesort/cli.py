@@ -535,29 +535,16 @@ def report(
     html_out: Annotated[Path, typer.Option("--html", help="The HTML page to write.")],
 ) -> None:
     """Turn a report into one HTML page: faces by class, least confident first, no-face and error files."""
-    import csv
-    import json
+    from facesort.report import read_report
 
     _check_file_target(html_out, report=csv_file)
     try:
         with open(csv_file, newline="", encoding="utf-8", errors="surrogateescape") as f:
-            jsonl = f.read(4096).lstrip().startswith("{")  # the format by content, not by name
-            f.seek(0)
-            if not jsonl:
-                rows = list(csv.DictReader(f))
-            else:
-                rows = []
-                for n, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rows.append(json.loads(line))
-                    except ValueError:
-                        fail(f"{csv_file} line {n} is not JSON: not a facesort JSON Lines report", 2)
-                if not all(isinstance(r, dict) for r in rows):
-                    fail(f"{csv_file} is not a facesort report (a line is not a JSON object)", 2)
+            rows = read_report(f)
     except OSError as e:
         fail(f"cannot read {csv_file}: {e.strerror or e}", 2)
+    except ValueError as e:
+        fail(f"{csv_file} {e}", 2)
     from facesort.html import NUMBERS, check_rows
 
     missing = {"path", "status", "label", *NUMBERS} - set(rows[0] if rows else {})

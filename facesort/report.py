@@ -62,3 +62,23 @@ class ReportWriter:
             # \udcXX escapes, which json.loads gives back as the string os.fsencode turns into the same bytes.
             line = json.dumps(row, ensure_ascii=False)
             self.stream.write(_LONE_SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", line) + "\n")
+
+
+def read_report(stream: IO[str]) -> list[dict]:
+    """The rows of a report ReportWriter wrote, CSV or JSON Lines, told apart by content (a JSON Lines report
+    starts with "{"). ValueError with one sentence where a JSON line cannot be read."""
+    jsonl = stream.read(4096).lstrip().startswith("{")
+    stream.seek(0)
+    if not jsonl:
+        return list(csv.DictReader(stream))
+    rows = []
+    for n, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            raise ValueError(f"line {n} is not JSON: not a facesort JSON Lines report") from None
+    if not all(isinstance(r, dict) for r in rows):
+        raise ValueError("is not a facesort report (a line is not a JSON object)")
+    return rows
