@@ -201,11 +201,8 @@ class _Run:
 
         self.stats = Stats()
         self.started = time.perf_counter()
-        self.heif_unread = 0
-        stream = self._count_heif(
-            classify_paths(
-                self.files(), self.classifier, self.detector, self.batch_size, self.workers, self.max_pixels, self.stats
-            )
+        stream = classify_paths(
+            self.files(), self.classifier, self.detector, self.batch_size, self.workers, self.max_pixels, self.stats
         )
         if self.quiet or not self.console.is_terminal:
             yield from stream
@@ -237,14 +234,6 @@ class _Run:
                 yield row
             progress.update(task, completed=self.stats.files)
 
-    def _count_heif(self, stream):
-        """HEIC photos met without the heic extra: each is an error row, and the summary says how to read them."""
-        from facesort.images import HEIF_NEEDS_EXTRA
-
-        for row in stream:
-            self.heif_unread += row.error == HEIF_NEEDS_EXTRA
-            yield row
-
     def finish(self) -> None:
         """Exit 1 where a path named on the command line did not exist (after the report is complete)."""
         if self.missing:
@@ -262,10 +251,12 @@ class _Run:
                 "images are found by extension: .jpg, .png, .webp, ...)",
                 highlight=False,
             )
-        if self.heif_unread:
+        from facesort.images import HEIF_NEEDS_EXTRA
+
+        heif_unread = self.stats.error_reasons[HEIF_NEEDS_EXTRA]  # HEIC photos met without the heic extra
+        if heif_unread:
             self.console.print(
-                f"[yellow]warning:[/] {self.heif_unread} HEIC photo{'s' if self.heif_unread > 1 else ''} could not "
-                "be read: "
+                f"[yellow]warning:[/] {heif_unread} HEIC photo{'s' if heif_unread > 1 else ''} could not be read: "
                 "pip install 'facesort\\[heic]' reads them",
                 highlight=False,
             )

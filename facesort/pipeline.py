@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +63,7 @@ class Stats:
     faces: int = 0
     no_face: int = 0
     errors: int = 0
+    error_reasons: Counter = field(default_factory=Counter)  # rows with status=error, by their error
     per_class: dict = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
     seconds: dict = field(default_factory=lambda: dict.fromkeys(("read", "decode", "detect", "crop", "infer"), 0.0))
 
@@ -182,6 +183,7 @@ def _results(record: _Image, preds, start: int, stats: Stats) -> Iterator[FaceRe
     stats.files += 1
     if record.error:
         stats.errors += 1
+        stats.error_reasons[record.error] += 1
         yield FaceResult(record.path, status=ERROR, error=record.error)
         return
     if record.crops is None:
