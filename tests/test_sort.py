@@ -274,17 +274,23 @@ def make_many(folder: Path, copies: int = 10) -> dict[str, str]:
     return snapshot(folder)
 
 
+def interrupt_once_started(cmd: list[str], started, sig=signal.SIGINT) -> subprocess.CompletedProcess:
+    """Run `cmd`, and send it `sig` (SIGINT: Ctrl-C; SIGKILL: a kill) as soon as `started()` says it is under way."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not started():
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 @pytest.mark.parametrize("mode", [[], ["--move"]], ids=["copy", "move"])
 def test_killed_mid_run_then_resumed_leaves_each_photo_exactly_once(tmp_path, mode):
     photos, into = tmp_path / "in", tmp_path / "SORTED"
     before = make_many(photos)
     cmd = [sys.executable, "-m", "facesort", "sort", str(photos), "--into", str(into), "-q", "--batch-size", "4", *mode]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and (not into.exists() or len(placed(into)) < 20):
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    interrupt_once_started(cmd, lambda: into.exists() and len(placed(into)) >= 20, signal.SIGKILL)
     assert 0 < len(placed(into)) < len(before), "the kill should land mid-run"
 
     assert run_cli("sort", photos, "--into", into, *mode).returncode == 0
@@ -296,17 +302,6 @@ def test_killed_mid_run_then_resumed_leaves_each_photo_exactly_once(tmp_path, mo
         assert snapshot(photos) == {}
     else:
         assert snapshot(photos) == before
-
-
-def interrupt_once_started(cmd: list[str], started) -> subprocess.CompletedProcess:
-    """Run `cmd`, and press Ctrl-C (SIGINT) as soon as `started()` says it is under way."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not started():
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def test_ctrl_c_says_what_is_kept_exits_130_and_a_rerun_finishes_the_job(tmp_path):
