@@ -274,8 +274,15 @@ def make_many(folder: Path, copies: int = 10) -> dict[str, str]:
     return snapshot(folder)
 
 
+# 480 photos: about 2 s of work on this machine after the first placements, where the interrupt lands.
+INTERRUPT_COPIES = 40
+
+
 def interrupt_once_started(cmd: list[str], started, sig=signal.SIGINT) -> subprocess.CompletedProcess:
-    """Run `cmd`, and send it `sig` (SIGINT: Ctrl-C; SIGKILL: a kill) as soon as `started()` says it is under way."""
+    """Run `cmd`, and send it `sig` (SIGINT: Ctrl-C; SIGKILL: a kill) as soon as `started()` says it is under way.
+
+    The callers give it enough photos that the run goes on for seconds after `started()` turns true: on a
+    loaded 2-core machine this poll can be scheduled late, and 120 photos once finished before it looked."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not started():
@@ -288,7 +295,7 @@ def interrupt_once_started(cmd: list[str], started, sig=signal.SIGINT) -> subpro
 @pytest.mark.parametrize("mode", [[], ["--move"]], ids=["copy", "move"])
 def test_killed_mid_run_then_resumed_leaves_each_photo_exactly_once(tmp_path, mode):
     photos, into = tmp_path / "in", tmp_path / "SORTED"
-    before = make_many(photos)
+    before = make_many(photos, copies=INTERRUPT_COPIES)
     cmd = [sys.executable, "-m", "facesort", "sort", str(photos), "--into", str(into), "-q", "--batch-size", "4", *mode]
     interrupt_once_started(cmd, lambda: into.exists() and len(placed(into)) >= 20, signal.SIGKILL)
     assert 0 < len(placed(into)) < len(before), "the kill should land mid-run"
@@ -306,7 +313,7 @@ def test_killed_mid_run_then_resumed_leaves_each_photo_exactly_once(tmp_path, mo
 
 def test_ctrl_c_says_what_is_kept_exits_130_and_a_rerun_finishes_the_job(tmp_path):
     photos, into = tmp_path / "in", tmp_path / "SORTED"
-    before = make_many(photos)
+    before = make_many(photos, copies=INTERRUPT_COPIES)
     cmd = [sys.executable, "-m", "facesort", "sort", str(photos), "--into", str(into), "-q", "--batch-size", "4"]
     proc = interrupt_once_started(cmd, lambda: into.exists() and len(placed(into)) >= 20)
     assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
@@ -320,7 +327,7 @@ def test_ctrl_c_says_what_is_kept_exits_130_and_a_rerun_finishes_the_job(tmp_pat
 
 def test_ctrl_c_during_classify_leaves_a_report_of_whole_rows(tmp_path):
     photos, report = tmp_path / "in", tmp_path / "r.csv"
-    n = len(make_many(photos))
+    n = len(make_many(photos, copies=INTERRUPT_COPIES))
     cmd = [sys.executable, "-m", "facesort", "classify", str(photos), "--out", str(report), "--batch-size", "4"]
     proc = interrupt_once_started(cmd, lambda: report.exists() and report.stat().st_size > 3000)
     assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
