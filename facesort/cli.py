@@ -438,7 +438,7 @@ def sort_cmd(
 ) -> None:
     """Copy (or move, link) photos into INTO/{HappyMale,HappyFemale,SadMale,SadFemale,NoFace}."""
     from facesort.pipeline import group_by_image
-    from facesort.sorter import REPORT_NAME, SOURCE_KEPT, Sorter, SortReport, destinations
+    from facesort.sorter import REPORT_NAME, SOURCE_KEPT, Sorter, SortReport, destinations, not_a_folder
 
     if sum((move, hardlink, symlink)) > 1:
         fail("choose one of --move, --hardlink, --symlink", 2)
@@ -446,7 +446,7 @@ def sort_cmd(
     if any(os.path.isdir(p) and os.path.realpath(p) == os.path.realpath(into) for p in paths):
         fail(f"--into {into} is the folder being sorted: give another folder (one inside it is fine)", 2)
     if os.path.lexists(into) and not os.path.isdir(into):
-        fail(f"cannot write to {into}: it is a file, not a folder")
+        fail(f"cannot write to {into}: it is {not_a_folder(into)}")
     if hardlink:
         _check_same_filesystem(paths, into)
     _check_file_target(html_out, report=into / REPORT_NAME)

@@ -53,6 +53,13 @@ def destinations(rows: list[FaceResult], multi: str = "largest") -> list[str]:
     return labels[:1]  # rows come largest face first
 
 
+def not_a_folder(path: Path) -> str:
+    """What stands where a folder should be: a file, or a symlink to nowhere (say, an unmounted disk)."""
+    if path.is_symlink() and not path.exists():
+        return f"a broken symlink (to {os.readlink(path)})"
+    return "a file, not a folder"
+
+
 class Sorter:
     """Places files under `into`/<class>/ by `mode`; with dry_run only says what it would do."""
 
@@ -66,7 +73,7 @@ class Sorter:
             folder = self.into / name
             if os.path.lexists(folder) and not folder.is_dir():
                 # It would block its class: every photo of it would look for a free name there in vain.
-                raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder", str(folder))
+                raise NotADirectoryError(errno.ENOTDIR, f"{folder} is {not_a_folder(folder)}", str(folder))
         if not dry_run:
             self.into.mkdir(parents=True, exist_ok=True)
             self._remove_stale_temporaries()

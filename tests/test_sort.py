@@ -386,3 +386,13 @@ def test_a_file_where_a_class_folder_goes_is_refused_before_anything_is_placed(p
         assert proc.returncode == 1 and "SadFemale is a file, not a folder" in proc.stderr, proc.stderr
     assert sorted(p.name for p in into.iterdir()) == ["SadFemale"]
     assert (into / "SadFemale").read_text() == "my notes\n"
+    # A class folder that is a link to a disk no longer there is named as such, and left as it is.
+    (into / "SadFemale").unlink()
+    (into / "SadFemale").symlink_to(tmp_path / "unmounted" / "SadFemale")
+    proc = run_cli("sort", photos, "--into", into)
+    assert proc.returncode == 1, proc.stderr
+    assert f"SadFemale is a broken symlink (to {tmp_path / 'unmounted' / 'SadFemale'})" in proc.stderr
+    assert sorted(p.name for p in into.iterdir()) == ["SadFemale"] and (into / "SadFemale").is_symlink()
+    # So is --into itself.
+    proc = run_cli("sort", photos, "--into", into / "SadFemale")
+    assert proc.returncode == 1 and "SadFemale: it is a broken symlink (to" in proc.stderr, proc.stderr
