@@ -423,6 +423,8 @@ def test_remeasure_updates_a_cards_figures_and_keeps_the_old_ones(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = json.loads((model / "model.json").read_text())
     assert card["remeasured"]["previous_metrics"] == before["metrics"]
+    # The shipped card's own measuring-again is kept beneath, not replaced.
+    assert card["remeasured"]["earlier"][0]["why"] == before["remeasured"]["why"]
     assert set(card["metrics"]["emotion"]) == {"celeba_smile_test", "labelled (women)", "labelled (men)"}
     assert card["metrics"]["gender"]["validation"] > 0.8  # 10 real faces
     # The four-class figures are those `facesort evaluate` gives for the same model and folder.

@@ -103,6 +103,8 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
             "The stage-1 figures are from training and were not measured again; the figures before are in "
             "model.json (`remeasured.previous_metrics`).",
         ]
+        for e in again.get("earlier", []):
+            lines.append(f"Measured again before that on {e['date']}: {e['why']}")
     cal = card.get("calibration")
     if cal:
         lines += [

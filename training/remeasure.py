@@ -77,12 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     card["metrics"] = metrics | {k: v for k, v in previous.items() if k not in ("emotion", "gender", "four-class")}
     card["crop"]["measured_with"] = TRAINING_DETECTORS["auto"]
     card["crop"]["convention"] = CONVENTION
+    # Each measuring-again is kept: the latest at the top with the figures it replaced, those before it
+    # (newest first) under `earlier`.
+    before = dict(card.get("remeasured") or {})
+    earlier = ([{k: v for k, v in before.items() if k != "earlier"}] if before else []) + before.get("earlier", [])
     card["remeasured"] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": "python -m training.remeasure " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "why": args.why,
         "previous_metrics": previous,
-    }
+    } | ({"earlier": earlier} if earlier else {})
     if evaluate:
         add_fourclass(card, args.model_dir, evaluate, confusions, files=evaluate_files)
     card_path.write_text(json.dumps(card, indent=2) + "\n")
