@@ -121,7 +121,10 @@ MaxPixels = Annotated[
     int,
     typer.Option(min=1, help="Refuse images larger than this (decompression bombs), and files too large to hold one."),
 ]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show ONNX Runtime's and OpenCV's own logs.")]
+Verbose = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", help="Show ONNX Runtime's and OpenCV's logs and the image decoders' messages."),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write an HTML page of the faces here.")]
 
@@ -157,6 +160,7 @@ class _Run:
         exclude=(),
     ):
         from facesort.detect import make_detector
+        from facesort.images import hide_decoder_messages
         from facesort.model import ModelError
         from facesort.pipeline import pipeline_classifier
 
@@ -170,10 +174,13 @@ class _Run:
             _err_console().print(f"[yellow]warning:[/] {_plain(p)} does not exist (reported as an error row)")
         import cv2
 
-        # OpenCV logs a decoder's complaint about a corrupt file to stderr; the file's row says it already.
+        # OpenCV logs a decoder's complaint about a corrupt file to stderr, and libjpeg and libpng print
+        # their own; the file's row says it already.
         cv2.utils.logging.setLogLevel(
             cv2.utils.logging.LOG_LEVEL_INFO if verbose else cv2.utils.logging.LOG_LEVEL_SILENT
         )
+        if not verbose:
+            hide_decoder_messages()
         try:
             self.classifier = pipeline_classifier(model, device.value, verbose)
         except ModelError as e:
@@ -537,6 +544,7 @@ def report(
     except ValueError as e:
         fail(f"{csv_file} {e}", 2)
     from facesort.html import NUMBERS, check_rows
+    from facesort.images import hide_decoder_messages
 
     missing = {"path", "status", "label", *NUMBERS} - set(rows[0] if rows else {})
     if missing:
@@ -545,6 +553,7 @@ def report(
         check_rows(rows)
     except ValueError as e:
         fail(f"{csv_file} is not a report facesort can show: {e}", 2)
+    hide_decoder_messages()  # thumbnails are cut from the photos: a damaged one is a card without a picture
     _write_html(rows, html_out, _err_console())
 
 
@@ -786,8 +795,10 @@ def train(
         seed=seed,
         evaluate=str(evaluate_dir) if evaluate_dir else None,
     )
+    from facesort.images import hide_decoder_messages
     from training.cli_progress import TrainingProgress
 
+    hide_decoder_messages()  # a damaged training image is skipped and counted in the card
     try:
         stopped = f"training stopped; no model was written to {out} (one already there is unchanged)"
         with _interruptible(lambda: stopped):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import stat
 import struct
+import sys
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -335,3 +338,82 @@ def _walk(folder: Path, recursive: bool, excluded: set[str], seen: set[str]) -> 
     if recursive:
         for sub in subfolders:
             yield from _walk(sub, recursive, excluded, seen)
+
+
+# What libjpeg and libpng print to the process's stderr themselves (not through OpenCV's log, which
+# `setLogLevel` silences) about a damaged file they decode anyway or refuse: "Corrupt JPEG data: premature
+# end of data segment", "libpng error: IDAT: CRC error", ... The file's row gives the reason already.
+_DECODER_MESSAGES = (
+    b"Corrupt JPEG data",
+    b"Premature end of JPEG file",
+    b"Invalid SOS parameters for sequential JPEG",
+    b"Inconsistent progression sequence",
+    b"Unknown Adobe color transform code",
+    b"Warning: unknown JFIF revision number",
+    b"Application transferred too many scanlines",
+    b"libpng warning:",
+    b"libpng error:",
+)
+_hidden = False
+
+
+def hide_decoder_messages() -> None:
+    """From now on, drop the lines the image decoders print on this process's stderr about damaged files.
+
+    The C libraries write to file descriptor 2, which becomes a pipe read by a thread that passes every
+    other byte on unchanged. Python's own `sys.stderr` (the progress bar, messages, tracebacks) writes to
+    the terminal directly, as before, and so does everything once the process exits. Once per process."""
+    global _hidden
+    if _hidden:
+        return
+    try:
+        sys.stderr.flush()
+        terminal = os.dup(2)
+        read_end, write_end = os.pipe()
+    except (OSError, AttributeError, ValueError):  # no stderr at all (pythonw), or closed
+        return
+    old = sys.stderr
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(terminal, "w", closefd=False),
+        encoding=getattr(old, "encoding", None) or "utf-8",
+        errors=getattr(old, "errors", None) or "backslashreplace",
+        line_buffering=True,  # a printed line leaves in one write, not torn by the thread's writes
+    )
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    forwarder = threading.Thread(target=_forward, args=(read_end, terminal), name="stderr-filter", daemon=True)
+    forwarder.start()
+    _hidden = True
+
+    def restore() -> None:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(terminal, 2)  # closes the pipe's last write end: the thread drains it and ends
+        forwarder.join(timeout=5)
+
+    atexit.register(restore)
+
+
+def _forward(read_end: int, terminal: int) -> None:
+    pending = b""
+    while chunk := os.read(read_end, 65536):
+        *lines, pending = (pending + chunk).split(b"\n")
+        kept = b"".join(line + b"\n" for line in lines if not line.startswith(_DECODER_MESSAGES))
+        # An unfinished line is held back only while it may still turn out to be a decoder's message
+        # (libpng writes its message and the newline apart); anything else passes at once.
+        if pending and not any(pending.startswith(m) or m.startswith(pending) for m in _DECODER_MESSAGES):
+            kept, pending = kept + pending, b""
+        _write_all(terminal, kept)
+    if pending and not pending.startswith(_DECODER_MESSAGES):
+        _write_all(terminal, pending)
+    os.close(read_end)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        try:
+            data = data[os.write(fd, data) :]
+        except OSError:  # the terminal is gone: nothing more can be shown
+            return

@@ -490,3 +490,36 @@ def test_paths_that_look_like_markup_are_printed_as_they_are(tmp_path):
     (tmp_path / "[/x]").mkdir(parents=True)
     proc = run_cli("classify", tmp_path / "[/x]")  # a folder without photos: the warning names it whole
     assert proc.returncode == 0 and f"no image files found in {tmp_path / '[/x]'}" in proc.stderr, proc.stderr
+
+
+def test_decoders_messages_about_damaged_files_stay_off_stderr_unless_verbose(tmp_path):
+    """libjpeg and libpng print their own complaints ("Corrupt JPEG data: ...", "libpng error: ...") past
+    OpenCV's log: they would break into the progress bar and into -q's silence, for files whose rows say it."""
+    good = example_photos()[0].read_bytes()
+    png = cv2.imencode(".png", cv2.imread(str(example_photos()[0])))[1].tobytes()
+    (tmp_path / "padded.jpg").write_bytes(good[:-2] + b"\0" * 4 + good[-2:])  # decodes: "4 extraneous bytes"
+    (tmp_path / "cut.png").write_bytes(png[: len(png) // 2])  # refused: "libpng error: ..."
+    quiet = run_cli("classify", tmp_path, "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    rows = pd.read_csv(io.StringIO(quiet.stdout), keep_default_na=False)
+    assert rows.set_index("path").loc[str(tmp_path / "cut.png"), "status"] == "error"
+    loud = run_cli("classify", tmp_path, "-q", "--verbose")
+    assert "Corrupt JPEG data" in loud.stderr and "libpng error" in loud.stderr, loud.stderr
+    assert loud.stdout == quiet.stdout
+
+
+def test_other_output_on_the_stderr_descriptor_passes_the_decoder_filter():
+    script = (
+        "import os, sys\n"
+        "from facesort.images import hide_decoder_messages\n"
+        "hide_decoder_messages()\n"
+        "os.write(2, b'Corrupt JPEG data: 4 extraneous bytes before marker 0xd9\\n')\n"
+        "os.write(2, b'a library speaks\\n')\n"
+        "os.write(2, b'libpng warning: iCCP: known incorrect sRGB profile')\n"
+        "os.write(2, b'\\n')\n"  # libpng writes its newline apart
+        "print('python speaks', file=sys.stderr)\n"
+        "os.write(2, b'no newline at the end')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert sorted(proc.stderr.splitlines()) == ["a library speaks", "no newline at the end", "python speaks"]
