@@ -17,12 +17,15 @@ import numpy as np
 
 # Formats facesort decodes, recognised by their first bytes, not their names. GIF: the first frame. HEIF
 # (HEIC, iPhone photos): with the heic extra (pi-heif); OpenCV decodes the others.
-SUPPORTED_FORMATS = ("jpeg", "png", "bmp", "webp", "tiff", "gif", "avif", "jpeg2000", "heif")
+SUPPORTED_FORMATS = ("jpeg", "png", "bmp", "webp", "tiff", "gif", "avif", "jpeg2000", "heif", "fujifilm raw")
 # Extensions a folder walk picks up: the supported formats, and other image formats, which get an
 # "unsupported format" row rather than being passed over in silence.
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .bmp .dib .webp .tif .tiff "
-    ".gif .avif .jp2 .j2k .heic .heif .jxl .ico .psd .svg .cr2 .nef .arw .dng".split()
+    ".gif .avif .jp2 .j2k .heic .heif .jxl .ico .psd .svg "
+    # camera raw: read as the JPEG they embed for display (TIFF-based ones and Fujifilm's); the others are
+    # named as unsupported
+    ".cr2 .nef .nrw .arw .srf .sr2 .dng .pef .srw .3fr .erf .mef .mos .iiq .raf .orf .rw2 .rwl .cr3".split()
 )
 DEFAULT_MAX_PIXELS = 50_000_000
 # In a folder of an HTML page's thumbnails (facesort.html): a walk of the photos passes it over, so a page
@@ -46,7 +49,9 @@ def sniff_format(head: bytes) -> str | None:
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
         return "webp"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
+        return "tiff"  # camera raw files too (DNG, NEF, CR2, ARW, ...): see camera_preview
+    if head.startswith(b"FUJIFILMCCD-RAW "):
+        return "fujifilm raw"
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return "gif"
     if head.startswith((b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")):  # JP2 box, J2K codestream
@@ -59,12 +64,18 @@ def sniff_format(head: bytes) -> str | None:
             return "avif"
         if brands & {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}:
             return "heif"
+        if b"crx " in brands:
+            return "canon cr3"
         return None  # another ISO media file: an MP4 or MOV video, ...
     # Named only to say which format a file is that facesort does not read.
     if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")):
         return "jpeg xl"
     if head.startswith(b"8BPS"):
         return "psd"
+    if head[:4] in (b"IIRO", b"IIRS", b"MMOR"):
+        return "olympus raw"
+    if head[:4] == b"IIU\x00":
+        return "panasonic raw"
     if head.startswith(b"\x00\x00\x01\x00"):
         return "ico"
     if head.lstrip().startswith((b"<svg", b"<?xml")) and b"<svg" in head:
@@ -92,12 +103,21 @@ def image_size(data: bytes, fmt: str) -> tuple[int, int] | None:
             return _ispe_size(data)
         if fmt == "jpeg2000":
             return _jpeg2000_size(data)
+        if fmt == "fujifilm raw":
+            return _jpeg_size(_raf_preview(data))
     except (struct.error, IndexError, ValueError):
         return None
     return None
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    frame = _jpeg_frame(data)
+    return frame[:2] if frame else None
+
+
+def _jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, the SOF marker) of a JPEG: 0xC0-0xC2 are what libjpeg decodes, 0xC3 is lossless
+    (a camera's raw data), ..."""
     i = 2
     while i + 9 < len(data):
         if data[i] != 0xFF:
@@ -110,7 +130,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC).
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return w, h
+            return w, h, marker
         i += 2 + length
     return None
 
@@ -144,6 +164,86 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
     if 256 in found and 257 in found:
         return found[256], found[257]
     return None
+
+
+_TIFF_TYPE_SIZES = {1: 1, 3: 2, 4: 4, 7: 1, 13: 4, 16: 8}  # BYTE, SHORT, LONG, UNDEFINED, IFD, LONG8
+
+
+def _tiff_ifds(data: bytes, limit: int = 64) -> Iterator[dict[int, list[int]]]:
+    """Every IFD of a TIFF: the main chain and the SubIFDs (tag 330) under each, as {tag: values}, for
+    integer tags only. Bounded: offsets outside the file, loops and more than `limit` IFDs end the walk."""
+    endian = "<" if data[:2] == b"II" else ">"
+    todo, seen = [struct.unpack(endian + "I", data[4:8])[0]], set()
+    while todo and len(seen) < limit:
+        offset = todo.pop(0)
+        if offset in seen or not 8 <= offset <= len(data) - 2:
+            continue
+        seen.add(offset)
+        count = struct.unpack(endian + "H", data[offset : offset + 2])[0]
+        end = offset + 2 + 12 * count
+        if end + 4 > len(data):
+            continue
+        ifd: dict[int, list[int]] = {}
+        for k in range(count):
+            tag, typ, n = struct.unpack(endian + "HHI", data[offset + 2 + 12 * k : offset + 10 + 12 * k])
+            size = _TIFF_TYPE_SIZES.get(typ)
+            if typ not in (3, 4, 13) or not n or n > 4096:
+                continue
+            at = (
+                offset + 10 + 12 * k
+                if n * size <= 4
+                else struct.unpack(endian + "I", data[offset + 10 + 12 * k : offset + 14 + 12 * k])[0]
+            )
+            if at + n * size > len(data):
+                continue
+            ifd[tag] = list(struct.unpack(f"{endian}{n}{'H' if typ == 3 else 'I'}", data[at : at + n * size]))
+        yield ifd
+        todo += ifd.get(330, [])  # SubIFDs: where NEF and DNG keep the full-size preview
+        todo.append(struct.unpack(endian + "I", data[end : end + 4])[0])
+
+
+def camera_preview(data: bytes) -> tuple[bytes, int] | None:
+    """The JPEG a camera raw file (DNG, NEF, CR2, ARW, PEF, ...: a TIFF) embeds to be shown, when it is larger
+    than the image the TIFF's first IFD describes (in a raw, a small thumbnail); with the raw's orientation
+    (the TIFF tag, 1-8). None for an ordinary TIFF. The raw sensor data itself is not decoded."""
+    try:
+        ifds = list(_tiff_ifds(data))
+    except struct.error:
+        return None
+    if not ifds:
+        return None
+    first = ifds[0]
+    first_pixels = first.get(256, [0])[0] * first.get(257, [0])[0]
+    best, best_pixels = None, 0
+    for ifd in ifds:
+        spans = []
+        if 513 in ifd and 514 in ifd:  # JPEGInterchangeFormat and its length
+            spans.append((ifd[513][0], ifd[514][0]))
+        if ifd.get(259, [1])[0] in (6, 7) and len(ifd.get(273, [])) == 1 and len(ifd.get(279, [])) == 1:
+            spans.append((ifd[273][0], ifd[279][0]))  # a JPEG-compressed image in one strip (CR2's IFD0)
+        for start, length in spans:
+            blob = data[start : start + length]
+            frame = _jpeg_frame(blob) if blob.startswith(b"\xff\xd8") else None
+            if frame and frame[2] in (0xC0, 0xC1, 0xC2) and frame[0] * frame[1] > best_pixels:
+                best, best_pixels = blob, frame[0] * frame[1]
+    if best is None or best_pixels < first_pixels or (best_pixels == first_pixels and first.get(259) != [6]):
+        return None  # the first IFD's own image is as large: OpenCV reads it (CR2's old-style JPEG it cannot)
+    orientation = first.get(274, [1])[0]
+    return best, orientation if 1 <= orientation <= 8 else 1
+
+
+def _raf_preview(data: bytes) -> bytes:
+    """A Fujifilm RAF's embedded JPEG (with its own EXIF): its offset and length are at bytes 84 and 88."""
+    start, length = struct.unpack(">II", data[84:92])
+    return data[start : start + length]
+
+
+def _oriented(image: np.ndarray, orientation: int) -> np.ndarray:
+    """`image` turned as the EXIF/TIFF orientation value (1-8) says."""
+    if orientation in (5, 6, 7, 8):
+        image = cv2.transpose(image)  # 5 as it is; 6, 7 and 8 flipped from it below
+    flip = {2: 1, 3: -1, 4: 0, 6: 1, 7: -1, 8: 0}.get(orientation)
+    return image if flip is None else cv2.flip(image, flip)
 
 
 def _ispe_size(data: bytes) -> tuple[int, int] | None:
@@ -245,8 +345,11 @@ def decode_scaled(
     size = image_size(data, fmt)
     if size is not None and size[0] * size[1] > max_pixels:
         raise ImageError(f"{size[0]}x{size[1]} exceeds the pixel limit of {max_pixels:,}")
+    preview = camera_preview(data) if fmt == "tiff" else (_raf_preview(data), 1) if fmt == "fujifilm raw" else None
     if fmt == "heif":
         image, factor = _decode_heif(data), 1
+    elif preview is not None:
+        image, factor = _decode_preview(data, fmt, *preview, max_pixels, keep_side, max_factor)
     else:
         image, factor = _decode_opencv(data, fmt, size, keep_side, max_factor)
     if image.shape[0] * image.shape[1] > max_pixels:
@@ -268,6 +371,40 @@ def _decode_opencv(
     if image is None or image.size == 0:
         raise ImageError(f"cannot decode {fmt} (corrupt or truncated)")
     return image, factor
+
+
+def _decode_preview(
+    data: bytes, fmt: str, jpeg: bytes, orientation: int, max_pixels: int, keep_side: int, max_factor: int
+) -> tuple[np.ndarray, int]:
+    """A camera raw's embedded JPEG, turned by the raw's orientation unless the JPEG has its own (which
+    OpenCV applies). Where the JPEG cannot be decoded, a TIFF's first image, as for any TIFF."""
+    size = _jpeg_size(jpeg)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ImageError(f"{size[0]}x{size[1]} (the raw's preview) exceeds the pixel limit of {max_pixels:,}")
+    try:
+        image, factor = _decode_opencv(jpeg, "jpeg", size, keep_side, max_factor)
+    except ImageError:
+        if fmt != "tiff":
+            raise ImageError(f"cannot decode {fmt} (its preview is corrupt or truncated)") from None
+        return _decode_opencv(data, "tiff", image_size(data, "tiff"), keep_side, max_factor)
+    if _jpeg_orientation(jpeg) is None:
+        image = _oriented(image, orientation)
+    return image, factor
+
+
+def _jpeg_orientation(jpeg: bytes) -> int | None:
+    """The orientation tag of a JPEG's own EXIF (APP1) segment, None without one."""
+    i = 2
+    while i + 4 <= len(jpeg) and jpeg[i] == 0xFF and jpeg[i + 1] not in (0xDA, 0xD9):
+        length = struct.unpack(">H", jpeg[i + 2 : i + 4])[0]
+        if jpeg[i + 1] == 0xE1 and jpeg[i + 4 : i + 10] == b"Exif\0\0":
+            try:
+                ifd0 = next(_tiff_ifds(jpeg[i + 10 : i + 2 + length], limit=1), {})
+            except struct.error:
+                return None
+            return ifd0.get(274, [None])[0]
+        i += 2 + length
+    return None
 
 
 def _decode_heif(data: bytes) -> np.ndarray:

@@ -523,3 +523,22 @@ def test_other_output_on_the_stderr_descriptor_passes_the_decoder_filter():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert sorted(proc.stderr.splitlines()) == ["a library speaks", "no newline at the end", "python speaks"]
+
+
+def test_a_raw_photo_is_classified_as_the_jpeg_beside_it(tmp_path):
+    """RAW+JPEG pairs are how many cameras save: the raw (here laid out as a Nikon NEF, turned 90 degrees)
+    gets the face, box and class its JPEG gets, not those of its 160x120 thumbnail."""
+    from test_images import encode, nef_like
+
+    photo = cv2.imread(str(example_photos()[0]))
+    jpeg = encode(".jpg", cv2.rotate(photo, cv2.ROTATE_90_CLOCKWISE))
+    (tmp_path / "DSC_0001.JPG").write_bytes(jpeg)
+    (tmp_path / "DSC_0001.NEF").write_bytes(nef_like(photo, orientation=6))
+    proc = run_cli("classify", tmp_path, "-q")
+    assert proc.returncode == 0, proc.stderr
+    rows = pd.read_csv(io.StringIO(proc.stdout), keep_default_na=False)
+    assert list(rows.status) == ["ok", "ok"]
+    jpg, nef = (rows.iloc[i] for i in range(2))
+    assert jpg.label == nef.label
+    # The same picture but for JPEG's losses (turned before encoding, or after decoding): within 2 pixels.
+    assert all(abs(jpg[k] - nef[k]) <= 2 for k in "xywh") and abs(jpg.confidence - nef.confidence) < 0.02

@@ -112,8 +112,12 @@ def test_grayscale_16bit_and_alpha_pngs_become_8bit_bgr(array):
         (b"\x00\x00\x00\x0cJXL \r\n\x87\n" + b"\0" * 40, "unsupported format: jpeg xl"),
         (b"8BPS\x00\x01" + b"\0" * 40, "unsupported format: psd"),
         (b'<?xml version="1.0"?>\n<svg width="10"/>', "unsupported format: svg"),
+        (b"IIRO\x08\x00\x00\x00" + b"\0" * 40, "unsupported format: olympus raw"),
+        (b"IIU\x00\x18\x00\x00\x00" + b"\0" * 40, "unsupported format: panasonic raw"),
+        (b"\x00\x00\x00\x18ftypcrx \0\0\0\x01crx isom" + b"\0" * 40, "unsupported format: canon cr3"),
+        (b"FUJIFILMCCD-RAW 0201" + b"\0" * 100, "cannot decode fujifilm raw"),
     ],
-    ids=["zero-byte", "text", "gif", "heic", "mp4", "avif", "jxl", "psd", "svg"],
+    ids=["zero-byte", "text", "gif", "heic", "mp4", "avif", "jxl", "psd", "svg", "orf", "rw2", "cr3", "raf"],
 )
 def test_bad_content_gets_a_reason(data, reason):
     with pytest.raises(ImageError, match=reason):
@@ -222,3 +226,200 @@ def test_an_unreadable_folder_reads_as_permission_denied(tmp_path):
             read_image(folder)
     finally:
         folder.chmod(0o755)
+
+
+def make_tiff(ifds: list[dict], blobs: list[bytes]) -> bytes:
+    """A little-endian TIFF built tag by tag, as cameras write raw files: `ifds[0]` starts the main chain
+    (each IFD's "next" is the one after it when it says next=True), others are reached as SubIFDs. A value
+    ("blob", k) is the offset of blobs[k], ("ifd", k) that of ifds[k]; tags are (type, [values])."""
+    import struct
+
+    blob_at, at = [], 8
+    for b in blobs:
+        blob_at.append(at)
+        at += len(b) + (len(b) % 2)
+    ifd_at = []
+    for ifd in ifds:
+        ifd_at.append(at)
+        tags = [t for t in ifd if isinstance(t, int)]
+        at += 2 + 12 * len(tags) + 4 + sum(4 * len(ifd[t][1]) for t in tags if len(ifd[t][1]) > 1)
+
+    def value(v):
+        return blob_at[v[1]] if isinstance(v, tuple) and v[0] == "blob" else ifd_at[v[1]] if isinstance(v, tuple) else v
+
+    out = bytearray(b"II*\x00" + struct.pack("<I", ifd_at[0]))
+    for b in blobs:
+        out += b + b"\0" * (len(b) % 2)
+    for k, ifd in enumerate(ifds):
+        tags = sorted(t for t in ifd if isinstance(t, int))
+        extra_at = ifd_at[k] + 2 + 12 * len(tags) + 4
+        entries, extra = bytearray(struct.pack("<H", len(tags))), bytearray()
+        for tag in tags:
+            typ, values = ifd[tag]
+            values = [value(v) for v in values]
+            code = "H" if typ == 3 else "I"
+            if len(values) == 1:
+                entries += struct.pack("<HHI", tag, typ, 1) + struct.pack(f"<{code}", values[0]).ljust(4, b"\0")
+            else:
+                entries += struct.pack("<HHII", tag, typ, len(values), extra_at + len(extra))
+                extra += struct.pack(f"<{len(values)}I", *values)  # LONG arrays only
+        nxt = ifd_at[k + 1] if ifd.get("next") else 0
+        out += entries + struct.pack("<I", nxt) + extra
+    return bytes(out)
+
+
+def example_bgr() -> np.ndarray:
+    return cv2.imread(str(Path(__file__).parents[1] / "examples" / "002429.jpg"))
+
+
+def nef_like(photo: np.ndarray, orientation: int = 1) -> bytes:
+    """As a Nikon NEF (or a DNG) lays itself out: a 160x120 thumbnail in the first IFD, and in SubIFDs the
+    full-size JPEG preview and the raw sensor data (CFA, 16 bits)."""
+    LONG, SHORT = 4, 3
+    thumb = cv2.resize(photo, (160, 120))[..., ::-1].tobytes()  # RGB, uncompressed
+    preview = encode(".jpg", photo)  # OpenCV writes no EXIF
+    h, w = photo.shape[:2]
+    raw = bytes(2 * 64 * 48)
+    ifd0 = {256: (LONG, [160]), 257: (LONG, [120]), 258: (SHORT, [8]), 259: (SHORT, [1]), 262: (SHORT, [2]),
+            273: (LONG, [("blob", 0)]), 274: (SHORT, [orientation]), 277: (SHORT, [3]), 278: (LONG, [120]),
+            279: (LONG, [len(thumb)]), 330: (LONG, [("ifd", 1), ("ifd", 2)])}  # fmt: skip
+    jpeg_ifd = {254: (LONG, [1]), 256: (LONG, [w]), 257: (LONG, [h]), 259: (SHORT, [6]),
+                513: (LONG, [("blob", 1)]), 514: (LONG, [len(preview)])}  # fmt: skip
+    raw_ifd = {254: (LONG, [0]), 256: (LONG, [64]), 257: (LONG, [48]), 258: (SHORT, [16]), 259: (SHORT, [1]),
+               262: (SHORT, [32803]), 273: (LONG, [("blob", 2)]), 279: (LONG, [len(raw)])}  # fmt: skip
+    return make_tiff([ifd0, jpeg_ifd, raw_ifd], [thumb, preview, raw])
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_a_camera_raw_is_read_as_its_full_size_preview_turned_as_the_raw_says(orientation):
+    photo = example_bgr()
+    data = nef_like(photo, orientation)
+    assert sniff_format(data[:64]) == "tiff" and image_size(data, "tiff") == (160, 120)  # the thumbnail
+    turn = {1: None, 3: cv2.ROTATE_180, 6: cv2.ROTATE_90_CLOCKWISE, 8: cv2.ROTATE_90_COUNTERCLOCKWISE}[orientation]
+    expected = cv2.imdecode(np.frombuffer(encode(".jpg", photo), np.uint8), cv2.IMREAD_COLOR)
+    expected = expected if turn is None else cv2.rotate(expected, turn)
+    got = decode_image(data)
+    assert got.shape == expected.shape and np.array_equal(got, expected)
+
+
+def test_a_cr2_like_raw_is_read_from_its_first_ifds_jpeg_and_an_ordinary_tiff_as_before():
+    from facesort.images import camera_preview
+
+    LONG, SHORT = 4, 3
+    photo = example_bgr()
+    full, small = encode(".jpg", photo), encode(".jpg", cv2.resize(photo, (80, 60)))
+    h, w = photo.shape[:2]
+    # Canon's CR2: the full-size JPEG in the first IFD's one strip (old-style JPEG, compression 6), a small
+    # thumbnail in the next.
+    ifd0 = {256: (LONG, [w]), 257: (LONG, [h]), 259: (SHORT, [6]), 273: (LONG, [("blob", 0)]),
+            279: (LONG, [len(full)]), "next": True}  # fmt: skip
+    ifd1 = {259: (SHORT, [6]), 513: (LONG, [("blob", 1)]), 514: (LONG, [len(small)])}
+    cr2 = make_tiff([ifd0, ifd1], [full, small])
+    assert camera_preview(cr2) == (full, 1)
+    assert decode_image(cr2).shape == photo.shape
+    # A TIFF as image editors write it has no preview: OpenCV reads its pixels, as before.
+    assert camera_preview(encode(".tiff", photo)) is None
+    assert np.array_equal(decode_image(encode(".tiff", photo)), photo)
+
+
+def test_a_raw_preview_is_held_to_the_pixel_limit_and_a_damaged_raw_is_refused_not_a_crash():
+    photo = example_bgr()
+    data = nef_like(photo)
+    with pytest.raises(ImageError, match=r"the raw's preview\) exceeds the pixel limit"):
+        decode_image(data, max_pixels=photo.shape[0] * photo.shape[1] - 1)
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        bad = bytearray(data)
+        for i in rng.integers(0, 2000, rng.integers(1, 8)):  # within the header and the IFDs' reach
+            bad[int(i) if i < 8 else len(data) - 1 - int(i)] = int(rng.integers(0, 256))
+        try:
+            assert decode_image(bytes(bad)).ndim == 3
+        except ImageError:
+            pass
+
+
+def test_a_fujifilm_raf_is_read_as_its_embedded_jpeg_with_that_jpegs_own_orientation():
+    photo = example_bgr()
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[274] = 6  # the JPEG's own EXIF says: turn 90 degrees clockwise to show
+    Image.fromarray(photo[..., ::-1]).save(buf, "JPEG", exif=exif.tobytes())
+    jpeg = buf.getvalue()
+    header = b"FUJIFILMCCD-RAW 0201FF383501".ljust(84, b"\0")
+    raf = header + (100).to_bytes(4, "big") + len(jpeg).to_bytes(4, "big")
+    raf = raf.ljust(100, b"\0") + jpeg + bytes(5000)  # then the sensor data
+    assert sniff_format(raf[:64]) == "fujifilm raw" and image_size(raf, "fujifilm raw") == photo.shape[1::-1]
+    assert decode_image(raf).shape == (photo.shape[1], photo.shape[0], 3)
+
+
+RAW = Path(__file__).parent / "data" / "raw"
+
+
+def _tiff_tag(data: bytearray, ifd_at: int, tag: int, value: int | None = None) -> int:
+    """Read a one-value tag of the IFD at `ifd_at`, or set it to `value` in place."""
+    import struct
+
+    endian = "<" if data[:2] == b"II" else ">"
+    for k in range(struct.unpack_from(endian + "H", data, ifd_at)[0]):
+        entry = ifd_at + 2 + 12 * k
+        t, typ, _ = struct.unpack_from(endian + "HHI", data, entry)
+        if t == tag:
+            code = endian + ("H" if typ == 3 else "I")
+            if value is not None:
+                struct.pack_into(code, data, entry + 8, value)
+            return struct.unpack_from(code, data, entry + 8)[0]
+    raise KeyError(tag)
+
+
+def _with_preview(name: str, jpeg: bytes, size: tuple[int, int]) -> bytes:
+    """ExifTool's sample of a camera's raw file with `jpeg` where its largest preview was: appended, and
+    pointed to by the very tags the camera wrote."""
+    import struct
+
+    data = bytearray((RAW / name).read_bytes())
+    at, w, h = len(data), *size
+    if name == "FujiFilm.raf":
+        struct.pack_into(">II", data, 84, at, len(jpeg))
+        return bytes(data + jpeg)
+    first = struct.unpack_from("<I" if data[:2] == b"II" else ">I", data, 4)[0]
+    if name == "Nikon.nef":  # the first SubIFD: JPEGInterchangeFormat and its length
+        sub = _tiff_tag(data, first, 330)
+        _tiff_tag(data, sub, 513, at), _tiff_tag(data, sub, 514, len(jpeg))
+    elif name == "CanonRaw.cr2":  # the first IFD's one strip, old-style JPEG
+        for tag, v in ((273, at), (279, len(jpeg)), (256, w), (257, h)):
+            _tiff_tag(data, first, tag, v)
+    elif name == "DNG.dng":  # the last SubIFD: the full-size preview, a JPEG in one strip
+        endian = "<" if data[:2] == b"II" else ">"
+        entry = next(
+            first + 2 + 12 * k
+            for k in range(struct.unpack_from(endian + "H", data, first)[0])
+            if struct.unpack_from(endian + "H", data, first + 2 + 12 * k)[0] == 330
+        )
+        count, offsets = struct.unpack_from(endian + "II", data, entry + 4)
+        sub = struct.unpack_from(endian + "I", data, offsets + 4 * (count - 1))[0]
+        for tag, v in ((273, at), (279, len(jpeg)), (256, w), (257, h)):
+            _tiff_tag(data, sub, tag, v)
+    return bytes(data + jpeg)
+
+
+@pytest.mark.parametrize("name", ["Nikon.nef", "CanonRaw.cr2", "DNG.dng", "FujiFilm.raf"])
+def test_real_cameras_raw_layouts_are_read_as_their_preview(name):
+    photo = example_bgr()
+    jpeg = encode(".jpg", photo)
+    as_jpeg = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    # As ExifTool ships them (image data cut to a few bytes): refused with a reason, or a tiny picture.
+    try:
+        assert decode_image((RAW / name).read_bytes()).shape[0] <= 160
+    except ImageError:
+        pass
+    data = _with_preview(name, jpeg, photo.shape[1::-1])
+    assert np.array_equal(decode_image(data), as_jpeg)
+
+
+def test_a_real_nef_is_turned_by_its_orientation_tag():
+    import struct
+
+    photo = example_bgr()
+    data = bytearray(_with_preview("Nikon.nef", encode(".jpg", photo), photo.shape[1::-1]))
+    _tiff_tag(data, struct.unpack_from("<I" if data[:2] == b"II" else ">I", data, 4)[0], 274, 8)
+    assert decode_image(bytes(data)).shape == (photo.shape[1], photo.shape[0], 3)
