@@ -234,6 +234,8 @@ def camera_preview(data: bytes) -> tuple[bytes, int] | None:
 
 def _raf_preview(data: bytes) -> bytes:
     """A Fujifilm RAF's embedded JPEG (with its own EXIF): its offset and length are at bytes 84 and 88."""
+    if len(data) < 92:
+        return b""  # cut short: "cannot decode"
     start, length = struct.unpack(">II", data[84:92])
     return data[start : start + length]
 

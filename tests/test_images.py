@@ -116,8 +116,9 @@ def test_grayscale_16bit_and_alpha_pngs_become_8bit_bgr(array):
         (b"IIU\x00\x18\x00\x00\x00" + b"\0" * 40, "unsupported format: panasonic raw"),
         (b"\x00\x00\x00\x18ftypcrx \0\0\0\x01crx isom" + b"\0" * 40, "unsupported format: canon cr3"),
         (b"FUJIFILMCCD-RAW 0201" + b"\0" * 100, "cannot decode fujifilm raw"),
+        (b"FUJIFILMCCD-RAW 0201" + b"\0" * 30, "cannot decode fujifilm raw"),
     ],
-    ids=["zero-byte", "text", "gif", "heic", "mp4", "avif", "jxl", "psd", "svg", "orf", "rw2", "cr3", "raf"],
+    ids=["zero-byte", "text", "gif", "heic", "mp4", "avif", "jxl", "psd", "svg", "orf", "rw2", "cr3", "raf", "raf-cut"],
 )
 def test_bad_content_gets_a_reason(data, reason):
     with pytest.raises(ImageError, match=reason):
