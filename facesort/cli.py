@@ -187,6 +187,7 @@ class _Run:
             fail(str(e))
         self.detector = make_detector(detector.value, min_face, self.classifier.crop_scale)
         self.paths, self.recursive, self.exclude = paths, recursive, exclude
+        self.skip: set[str] = set()  # files a resumed report has already (real paths)
         self.batch_size, self.workers, self.max_pixels = batch_size, workers, max_pixels
         self.quiet = quiet
         self.console = _err_console()
@@ -200,7 +201,10 @@ class _Run:
     def files(self):
         from facesort.images import iter_image_files
 
-        return iter_image_files(self.paths, self.recursive, self.exclude)
+        found = iter_image_files(self.paths, self.recursive, self.exclude)
+        if not self.skip:
+            return found
+        return (p for p in found if os.path.realpath(p) not in self.skip)
 
     def results(self):
         """Per-face results, with a progress bar on a terminal."""
@@ -308,11 +312,11 @@ def _interruptible(say):
         raise typer.Exit(130) from None
 
 
-def _open_output(out: str):
+def _open_output(out: str, mode: str = "w"):
     if out == "-":
         return sys.stdout, False
     try:
-        return open(out, "w", newline="", encoding="utf-8", errors="surrogateescape"), True
+        return open(out, mode, newline="", encoding="utf-8", errors="surrogateescape"), True
     except OSError as e:
         fail(f"cannot write {out}: {e.strerror or e}")
 
@@ -333,22 +337,51 @@ def classify(
     verbose: Verbose = False,
     quiet: Quiet = False,
     html_out: HtmlOpt = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Go on with the --out report of a run that was stopped: the photos it has whole are not "
+            "classified again, the others' rows are added (same photos, model and options expected).",
+        ),
+    ] = False,
 ) -> None:
     """Classify every face and write a report: one row per face (CSV or JSON Lines)."""
-    from facesort.report import ReportWriter, result_row
+    from facesort.report import ReportWriter, result_row, resume_point
 
     if out != "-":
         _refuse_photo(Path(out), "--out")
     _check_file_target(html_out, report=None if out == "-" else Path(out))
+    offset, done = None, []
+    if resume and out == "-":
+        fail("--resume goes on with a report file: give it as --out FILE", 2)
+    if resume and os.path.lexists(out):
+        try:
+            offset, done = resume_point(out, fmt.value)
+        except OSError as e:
+            fail(f"cannot read {out}: {e.strerror or e}", 2)
+        except ValueError as e:
+            fail(f"{out} {e}: nothing was written to it; give another --out, or leave out --resume", 2)
     run = _Run(paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
-    stream, close = _open_output(out)
-    kept = [] if html_out else None
-    written, files, last = False, 0, None
+    done_files = len({r["path"] for r in done})
+    if offset is not None:
+        run.skip = {os.path.realpath(r["path"]) for r in done}
+        if not quiet:
+            run.console.print(f"resuming {_plain(out)}: {done_files:,} files in it are kept", highlight=False)
+        try:
+            with open(out, "r+b") as f:
+                f.truncate(offset)  # a cut-short row, and the rows of the file that may lack a face
+        except OSError as e:
+            fail(f"cannot write {out}: {e.strerror or e}")
+    stream, close = _open_output(out, "w" if offset is None else "a")
+    kept = list(done) if html_out else None
+    written, files, last = False, done_files, None
     where = "the report" if out == "-" else out
     try:
         with _output_errors(out):
-            writer = ReportWriter(stream, fmt.value)
-        with _interruptible(lambda: f"{where} has the rows of the {files:,} files classified so far"):
+            writer = ReportWriter(stream, fmt.value, header=not offset)
+        then = "" if out == "-" else "; the same command with --resume classifies the rest"
+        with _interruptible(lambda: f"{where} has the rows of the {files:,} files classified so far{then}"):
             for row in run.results():
                 if kept is not None:
                     kept.append(result_row(row))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import re
 from typing import IO
 
@@ -45,16 +47,20 @@ def result_row(r: FaceResult) -> dict:
 class ReportWriter:
     """Writes rows to an open text stream as they come; CSV quotes commas, quotes and newlines."""
 
-    def __init__(self, stream: IO[str], fmt: str = "csv") -> None:
+    def __init__(self, stream: IO[str], fmt: str = "csv", header: bool = True) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}: use csv or jsonl")
         self.stream, self.fmt = stream, fmt
         if fmt == "csv":
             self._csv = csv.DictWriter(stream, COLUMNS, lineterminator="\n")
-            self._csv.writeheader()
+            if header:
+                self._csv.writeheader()
 
     def write(self, result: FaceResult) -> None:
-        row = result_row(result)
+        self.write_row(result_row(result))
+
+    def write_row(self, row: dict) -> None:
+        """A row as result_row gives it, or as read_report reads it back (the same bytes again)."""
         if self.fmt == "csv":
             self._csv.writerow(row)
         else:
@@ -82,3 +88,52 @@ def read_report(stream: IO[str]) -> list[dict]:
     if not all(isinstance(r, dict) for r in rows):
         raise ValueError("is not a facesort report (a line is not a JSON object)")
     return rows
+
+
+def resume_point(path: str | os.PathLike, fmt: str) -> tuple[int, list[dict]]:
+    """Where a classify run that was stopped (Ctrl-C, a kill, a full disk) left its report: (the length in
+    bytes of what can be kept, its rows). Kept: every file's rows but the last file's, which may be short of
+    a face; and, where the file ends in a row cut short, the file before it too. ValueError with one sentence
+    where the report is not one that classify wrote in `fmt` as it is (edited, or another format): it is
+    not to be cut."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    text = raw.decode("utf-8", "surrogateescape")
+    if fmt == "csv":
+        lines = list(csv.reader(io.StringIO(text, newline="")))
+        if lines and tuple(lines[0]) != COLUMNS:
+            raise ValueError("does not start with the header of a facesort CSV report")
+        records = lines[1:]
+        whole = [len(r) == len(COLUMNS) for r in records]
+        rows = [dict(zip(COLUMNS, r)) for r in records]
+    else:
+        rows, whole = [], []
+        for line in text.splitlines(keepends=True):
+            try:
+                row = json.loads(line)
+                ok = isinstance(row, dict) and set(row) == set(COLUMNS) and line.endswith("\n")
+            except ValueError:
+                row, ok = {}, False
+            rows.append(row)
+            whole.append(ok)
+    if rows and not raw.endswith(b"\n"):
+        whole[-1] = False
+    if not all(whole[:-1]):
+        raise ValueError(f"has a row that is not a whole {fmt} report row before its end")
+    cut_short = bool(rows) and not whole[-1]
+    if cut_short:
+        rows.pop()
+    # Drop the last file's rows (and the one before where a row was cut short: it may have been the last's).
+    for _ in range(1 + cut_short):
+        while rows and len(rows) > 1 and rows[-2]["path"] == rows[-1]["path"]:
+            rows.pop()
+        if rows:
+            rows.pop()
+    kept = io.StringIO(newline="")
+    writer = ReportWriter(kept, fmt, header=bool(raw))
+    for row in rows:
+        writer.write_row(row)
+    prefix = kept.getvalue().encode("utf-8", "surrogateescape")
+    if not raw.startswith(prefix):
+        raise ValueError(f"is not a {fmt} report as facesort classify writes it (edited or converted?)")
+    return len(prefix), rows

@@ -542,3 +542,63 @@ def test_a_raw_photo_is_classified_as_the_jpeg_beside_it(tmp_path):
     assert jpg.label == nef.label
     # The same picture but for JPEG's losses (turned before encoding, or after decoding): within 2 pixels.
     assert all(abs(jpg[k] - nef[k]) <= 2 for k in "xywh") and abs(jpg.confidence - nef.confidence) < 0.02
+
+
+def _photos_with_a_pair(folder: Path) -> Path:
+    """The example photos, and one of two faces (its rows are the ones a stop can split)."""
+    folder.mkdir()
+    for p in example_photos():
+        shutil.copy2(p, folder / p.name)
+    a, b = (cv2.imread(str(p)) for p in example_photos()[:2])
+    h = min(a.shape[0], b.shape[0])
+    a, b = (cv2.resize(x, (x.shape[1] * h // x.shape[0], h)) for x in (a, b))
+    cv2.imwrite(str(folder / "050000-pair.jpg"), np.hstack([a, b]))
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_resume_after_a_report_was_cut_anywhere_gives_the_report_of_a_whole_run(tmp_path, fmt):
+    photos = _photos_with_a_pair(tmp_path / "in")
+    whole = tmp_path / f"whole.{fmt}"
+    assert run_cli("classify", photos, "--out", whole, "--format", fmt, "-q").returncode == 0
+    data = whole.read_bytes()
+    lines = data.splitlines(keepends=True)
+    pair = next(i for i, line in enumerate(lines) if b"pair" in line)
+    assert b"pair" in lines[pair + 1]  # two faces: a stop can fall between them
+    header = len(lines[0]) if fmt == "csv" else 0
+    cuts = {
+        "nothing yet": header,
+        "between the two faces' rows": sum(map(len, lines[: pair + 1])),
+        "inside a row": sum(map(len, lines[:5])) + 7,
+        "inside the last row": len(data) - 3,
+        "whole": len(data),
+    }
+    for where, at in cuts.items():
+        report = tmp_path / f"r.{fmt}"
+        report.write_bytes(data[:at])
+        proc = run_cli("classify", photos, "--out", report, "--format", fmt, "--resume")
+        assert proc.returncode == 0 and "resuming" in proc.stderr, (where, proc.stderr)
+        assert report.read_bytes() == data, where
+    # No report yet: --resume starts one.
+    fresh = tmp_path / f"fresh.{fmt}"
+    assert run_cli("classify", photos, "--out", fresh, "--format", fmt, "--resume", "-q").returncode == 0
+    assert fresh.read_bytes() == data
+
+
+def test_resume_leaves_a_report_it_cannot_trust_as_it_is(tmp_path):
+    photos = _photos_with_a_pair(tmp_path / "in")
+    report = tmp_path / "r.csv"
+    assert run_cli("classify", photos, "--out", report, "-q").returncode == 0
+    edited = report.read_bytes().replace(b"\n", b"\r\n")  # saved again by a spreadsheet, say
+    for bad, says in (
+        (edited, "is not a csv report as facesort classify writes it"),
+        (b"file,class\na.jpg,HappyMale\n", "does not start with the header of a facesort CSV report"),
+    ):
+        report.write_bytes(bad)
+        proc = run_cli("classify", photos, "--out", report, "--resume")
+        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert report.read_bytes() == bad
+    proc = run_cli("classify", photos, "--out", report, "--resume", "--format", "jsonl")
+    assert proc.returncode == 2 and "not a whole jsonl report row" in proc.stderr, proc.stderr
+    proc = run_cli("classify", photos, "--resume")
+    assert proc.returncode == 2 and "give it as --out FILE" in proc.stderr, proc.stderr

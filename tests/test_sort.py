@@ -336,6 +336,10 @@ def test_ctrl_c_during_classify_leaves_a_report_of_whole_rows(tmp_path):
         rows = list(csv.DictReader(f))
     assert 0 < len({r["path"] for r in rows}) < n, "the interrupt should land mid-run"
     assert all(r["status"] in ("ok", "no_face", "error") for r in rows)  # the last row is whole too
+    # --resume classifies the rest: the report is the one a run left alone writes.
+    assert run_cli("classify", photos, "--out", report, "--batch-size", "4", "--resume", "-q").returncode == 0
+    whole = run_cli("classify", photos, "--batch-size", "4", "-q").stdout
+    assert report.read_text() == whole
 
 
 def test_hardlink_across_filesystems_is_refused_before_anything_is_written(photos):
