@@ -166,7 +166,7 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-_TIFF_TYPE_SIZES = {1: 1, 3: 2, 4: 4, 7: 1, 13: 4, 16: 8}  # BYTE, SHORT, LONG, UNDEFINED, IFD, LONG8
+_TIFF_TYPE_SIZES = {3: 2, 4: 4, 13: 4}  # the integer types offsets and sizes come in: SHORT, LONG, IFD
 
 
 def _tiff_ifds(data: bytes, limit: int = 64) -> Iterator[dict[int, list[int]]]:
@@ -187,7 +187,7 @@ def _tiff_ifds(data: bytes, limit: int = 64) -> Iterator[dict[int, list[int]]]:
         for k in range(count):
             tag, typ, n = struct.unpack(endian + "HHI", data[offset + 2 + 12 * k : offset + 10 + 12 * k])
             size = _TIFF_TYPE_SIZES.get(typ)
-            if typ not in (3, 4, 13) or not n or n > 4096:
+            if size is None or not n or n > 4096:
                 continue
             at = (
                 offset + 10 + 12 * k

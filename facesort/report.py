@@ -98,6 +98,8 @@ def resume_point(path: str | os.PathLike, fmt: str) -> tuple[int, list[dict]]:
     not to be cut."""
     with open(path, "rb") as f:
         raw = f.read()
+    if fmt == "csv" and (",".join(COLUMNS) + "\n").encode().startswith(raw):
+        return 0, []  # stopped before its header was whole: begun again
     text = raw.decode("utf-8", "surrogateescape")
     if fmt == "csv":
         lines = list(csv.reader(io.StringIO(text, newline="")))

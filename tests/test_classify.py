@@ -567,6 +567,7 @@ def test_resume_after_a_report_was_cut_anywhere_gives_the_report_of_a_whole_run(
     assert b"pair" in lines[pair + 1]  # two faces: a stop can fall between them
     header = len(lines[0]) if fmt == "csv" else 0
     cuts = {
+        "inside the header": header // 2,
         "nothing yet": header,
         "between the two faces' rows": sum(map(len, lines[: pair + 1])),
         "inside a row": sum(map(len, lines[:5])) + 7,
