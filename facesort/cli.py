@@ -355,6 +355,9 @@ def classify(
     offset, done = None, []
     if resume and out == "-":
         fail("--resume goes on with a report file: give it as --out FILE", 2)
+    if resume and os.path.lexists(out) and not os.path.isfile(out):
+        # A named pipe would be read forever, a device cannot be cut back to a row's end.
+        fail(f"--resume goes on with a report file: {out} is not a regular file", 2)
     if resume and os.path.lexists(out):
         try:
             offset, done = resume_point(out, fmt.value)

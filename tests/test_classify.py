@@ -603,3 +603,6 @@ def test_resume_leaves_a_report_it_cannot_trust_as_it_is(tmp_path):
     assert proc.returncode == 2 and "not a whole jsonl report row" in proc.stderr, proc.stderr
     proc = run_cli("classify", photos, "--resume")
     assert proc.returncode == 2 and "give it as --out FILE" in proc.stderr, proc.stderr
+    os.mkfifo(tmp_path / "pipe")  # read, it would wait for a writer forever
+    proc = run_cli("classify", photos, "--out", tmp_path / "pipe", "--resume", timeout=60)
+    assert proc.returncode == 2 and "is not a regular file" in proc.stderr, proc.stderr
