@@ -22,7 +22,8 @@ app = typer.Typer(
     "Exit codes: 0 every input was processed (unreadable files are rows with status=error); "
     "1 the run could not proceed (model missing, output not writable), or a path named does not exist (the "
     "others are processed); 2 usage error (none of the paths named exists, an output that would replace a photo or a "
-    "report); 130 interrupted (Ctrl-C; what was written so far stays whole).",
+    "report); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM: kill, timeout); what was written so far stays "
+    "whole.",
 )
 
 
@@ -301,15 +302,32 @@ def _output_errors(out: str | Path, then: str = ""):
         fail(f"cannot write {'to standard output' if out == '-' else out}: {e.strerror or e}{then}")
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`, a service stopping) taken as Ctrl-C is: stop where the run is, cleanly."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated
+
+
 @contextmanager
 def _interruptible(say):
-    """Ctrl-C during a run: one line on stderr (`say()` tells what is kept and how to go on), exit code 130
-    as shells expect of an interrupted command; what was written so far stays whole."""
+    """Ctrl-C or SIGTERM during a run: one line on stderr (`say()` tells what is kept and how to go on), exit
+    code 130 or 143 as shells expect of a command stopped so; what was written so far stays whole."""
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         yield
-    except KeyboardInterrupt:
-        _err_console().print(f"[yellow]interrupted:[/] {_plain(say())}", highlight=False)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as e:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the message short
+        terminated = isinstance(e, _Terminated)
+        _err_console().print(
+            f"[yellow]{'terminated' if terminated else 'interrupted'}:[/] {_plain(say())}", highlight=False
+        )
+        raise typer.Exit(143 if terminated else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _open_output(out: str, mode: str = "w"):

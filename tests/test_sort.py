@@ -311,13 +311,18 @@ def test_killed_mid_run_then_resumed_leaves_each_photo_exactly_once(tmp_path, mo
         assert snapshot(photos) == before
 
 
-def test_ctrl_c_says_what_is_kept_exits_130_and_a_rerun_finishes_the_job(tmp_path):
+@pytest.mark.parametrize(
+    "sig,code,says",
+    [(signal.SIGINT, 130, "interrupted:"), (signal.SIGTERM, 143, "terminated:")],
+    ids=["ctrl-c", "kill"],
+)
+def test_ctrl_c_or_sigterm_says_what_is_kept_and_a_rerun_finishes_the_job(tmp_path, sig, code, says):
     photos, into = tmp_path / "in", tmp_path / "SORTED"
     before = make_many(photos, copies=INTERRUPT_COPIES)
     cmd = [sys.executable, "-m", "facesort", "sort", str(photos), "--into", str(into), "-q", "--batch-size", "4"]
-    proc = interrupt_once_started(cmd, lambda: into.exists() and len(placed(into)) >= 20)
-    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
-    assert "interrupted:" in proc.stderr and "placements recorded in" in proc.stderr, proc.stderr
+    proc = interrupt_once_started(cmd, lambda: into.exists() and len(placed(into)) >= 20, sig)
+    assert proc.returncode == code and "Traceback" not in proc.stderr, proc.stderr
+    assert says in proc.stderr and "placements recorded in" in proc.stderr, proc.stderr
     assert 0 < len(sort_report(into)) < len(before), "the interrupt should land mid-run"
     assert all(r["action"] for r in sort_report(into))  # every row whole
     assert run_cli("sort", photos, "--into", into).returncode == 0
