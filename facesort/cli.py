@@ -94,6 +94,17 @@ def fail(message: str, code: int = 1) -> None:
 
 Paths = Annotated[list[Path], typer.Argument(help="Photos and folders of photos.", show_default=False, readable=False)]
 Recursive = Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")]
+Exclude = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude",
+        metavar="PATTERN",
+        help="Pass over the files and folders whose names match this glob pattern in a folder walk (repeatable: "
+        "--exclude '*.png' --exclude drafts). Hidden entries, a NAS's @eaDir thumbnails and recycle bins are "
+        "always passed over.",
+        show_default=False,
+    ),
+]
 DetectorOpt = Annotated[
     Detector,
     typer.Option(
@@ -159,6 +170,7 @@ class _Run:
         verbose,
         quiet,
         exclude=(),
+        ignore=(),
     ):
         from facesort.detect import make_detector
         from facesort.images import hide_decoder_messages
@@ -187,7 +199,7 @@ class _Run:
         except ModelError as e:
             fail(str(e))
         self.detector = make_detector(detector.value, min_face, self.classifier.crop_scale)
-        self.paths, self.recursive, self.exclude = paths, recursive, exclude
+        self.paths, self.recursive, self.exclude, self.ignore = paths, recursive, exclude, tuple(ignore or ())
         self.skip: set[str] = set()  # files a resumed report has already (real paths)
         self.batch_size, self.workers, self.max_pixels = batch_size, workers, max_pixels
         self.quiet = quiet
@@ -202,7 +214,7 @@ class _Run:
     def files(self):
         from facesort.images import iter_image_files
 
-        found = iter_image_files(self.paths, self.recursive, self.exclude)
+        found = iter_image_files(self.paths, self.recursive, self.exclude, self.ignore)
         if not self.skip:
             return found
         return (p for p in found if os.path.realpath(p) not in self.skip)
@@ -345,6 +357,7 @@ def classify(
     out: Annotated[str, typer.Option("--out", "-o", help="Report file; - for stdout.")] = "-",
     fmt: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.csv,
     recursive: Recursive = True,
+    exclude: Exclude = None,
     detector: DetectorOpt = Detector.auto,
     min_face: MinFace = 0,
     device: DeviceOpt = Device.auto,
@@ -383,7 +396,21 @@ def classify(
             fail(f"cannot read {out}: {e.strerror or e}", 2)
         except ValueError as e:
             fail(f"{out} {e}: nothing was written to it; give another --out, or leave out --resume", 2)
-    run = _Run(paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
+    run = _Run(
+        paths,
+        recursive,
+        detector,
+        min_face,
+        device,
+        batch_size,
+        workers,
+        model,
+        max_pixels,
+        verbose,
+        quiet,
+        (),
+        exclude,
+    )
     done_files = len({r["path"] for r in done})
     if offset is not None:
         run.skip = {os.path.realpath(r["path"]) for r in done}
@@ -486,6 +513,7 @@ def sort_cmd(
         Multi, typer.Option(help="largest: class of the largest face; all: every face's class.")
     ] = Multi.largest,
     recursive: Recursive = True,
+    exclude: Exclude = None,
     detector: DetectorOpt = Detector.auto,
     min_face: MinFace = 0,
     device: DeviceOpt = Device.auto,
@@ -524,6 +552,7 @@ def sort_cmd(
         verbose,
         quiet,
         exclude=[into],
+        ignore=exclude,
     )
     try:
         sorter = Sorter(into, mode, dry_run)

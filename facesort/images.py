@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import fnmatch
 import io
 import os
 import stat
@@ -428,26 +429,41 @@ def _decode_heif(data: bytes) -> np.ndarray:
 
 
 def iter_image_files(
-    inputs: Iterable[str | os.PathLike], recursive: bool = True, exclude: Iterable[str | os.PathLike] = ()
+    inputs: Iterable[str | os.PathLike],
+    recursive: bool = True,
+    exclude: Iterable[str | os.PathLike] = (),
+    ignore: Iterable[str] = (),
 ) -> Iterator[Path]:
     """Yield the files to classify, lazily: files named directly always, images found in folders.
 
-    Folder walks skip hidden entries and the folders in `exclude` (a sort's output folder), follow
-    symlinked folders but never into a loop, and yield files sorted by name within each folder; a folder
+    Folder walks skip hidden entries, the folders in `exclude` (a sort's output folder), the system folders
+    in SYSTEM_FOLDERS and the files and folders whose names match a glob pattern in `ignore`; they follow
+    symlinked folders but never into a loop, and yield files sorted by name within each folder. A folder
     that cannot be listed is yielded itself, so that it gets an error row. A folder of a page's thumbnails
     (marked THUMBNAILS_MARK) is passed over.
     """
     excluded = {os.path.realpath(p) for p in exclude}
+    patterns = tuple(ignore)
     for item in inputs:
         path = Path(item)
         if os.path.isdir(path):  # unlike Path.is_dir, never raises (an inaccessible path is a row)
-            yield from _walk(path, recursive, excluded, set())
+            yield from _walk(path, recursive, excluded, set(), patterns)
         else:
             # A named file is processed whatever its name; a missing one becomes an error row.
             yield path
 
 
-def _walk(folder: Path, recursive: bool, excluded: set[str], seen: set[str]) -> Iterator[Path]:
+# Folders that hold no photos of the user's own, or copies of them, passed over by every walk: a Synology
+# NAS's thumbnails of each photo (@eaDir), its recycle bin and snapshots; Windows's recycle bin and system
+# folder on a removable drive; fsck's lost+found.
+SYSTEM_FOLDERS = frozenset(
+    {"@eaDir", "#recycle", "#snapshot", "$RECYCLE.BIN", "System Volume Information", "lost+found"}
+)
+
+
+def _walk(
+    folder: Path, recursive: bool, excluded: set[str], seen: set[str], ignore: tuple[str, ...] = ()
+) -> Iterator[Path]:
     real = os.path.realpath(folder)
     if real in seen or real in excluded:
         return
@@ -464,19 +480,20 @@ def _walk(folder: Path, recursive: bool, excluded: set[str], seen: set[str]) -> 
         return
     subfolders = []
     for entry in entries:
-        if entry.name.startswith("."):
+        if entry.name.startswith(".") or any(fnmatch.fnmatch(entry.name, p) for p in ignore):
             continue
         try:
             is_dir = entry.is_dir()
         except OSError:
             is_dir = False
         if is_dir:
-            subfolders.append(Path(entry.path))
+            if entry.name not in SYSTEM_FOLDERS:
+                subfolders.append(Path(entry.path))
         elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
             yield Path(entry.path)
     if recursive:
         for sub in subfolders:
-            yield from _walk(sub, recursive, excluded, seen)
+            yield from _walk(sub, recursive, excluded, seen, ignore)
 
 
 # What libjpeg and libpng print to the process's stderr themselves (not through OpenCV's log, which

@@ -606,3 +606,16 @@ def test_resume_leaves_a_report_it_cannot_trust_as_it_is(tmp_path):
     os.mkfifo(tmp_path / "pipe")  # read, it would wait for a writer forever
     proc = run_cli("classify", photos, "--out", tmp_path / "pipe", "--resume", timeout=60)
     assert proc.returncode == 2 and "is not a regular file" in proc.stderr, proc.stderr
+
+
+def test_exclude_passes_over_matching_names_in_classify_and_sort(photos, tmp_path):
+    drafts = photos / "drafts"
+    drafts.mkdir()
+    shutil.copy2(example_photos()[0], drafts / "draft.jpg")
+    proc = run_cli("classify", photos, "--exclude", "drafts", "--exclude", "0*.jpg", "-q")
+    assert proc.returncode == 0, proc.stderr
+    paths = set(pd.read_csv(io.StringIO(proc.stdout)).path)
+    assert paths == {str(p) for p in photos.glob("[1-9]*.jpg")}
+    into = tmp_path / "SORTED"
+    assert run_cli("sort", photos, "--into", into, "--exclude", "drafts", "-q").returncode == 0
+    assert not list(into.rglob("draft.jpg")) and len(list(into.rglob("*.jpg"))) == len(example_photos())

@@ -424,3 +424,24 @@ def test_a_real_nef_is_turned_by_its_orientation_tag():
     data = bytearray(_with_preview("Nikon.nef", encode(".jpg", photo), photo.shape[1::-1]))
     _tiff_tag(data, struct.unpack_from("<I" if data[:2] == b"II" else ">I", data, 4)[0], 274, 8)
     assert decode_image(bytes(data)).shape == (photo.shape[1], photo.shape[0], 3)
+
+
+def test_walks_pass_over_nas_thumbnails_recycle_bins_and_excluded_names(tmp_path):
+    files = [
+        "keep.jpg",
+        "trip/keep2.JPG",
+        "@eaDir/keep.jpg/SYNOPHOTO_THUMB_XL.jpg",  # a Synology NAS's thumbnails of each photo
+        "#recycle/deleted.jpg",
+        "$RECYCLE.BIN/S-1-5-21/$R1.jpg",
+        "drafts/a.jpg",
+        "scan.png",
+    ]
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_bytes(b"")
+    found = lambda **kw: sorted(p.relative_to(tmp_path).as_posix() for p in iter_image_files([tmp_path], **kw))  # noqa: E731
+    assert found() == ["drafts/a.jpg", "keep.jpg", "scan.png", "trip/keep2.JPG"]
+    assert found(ignore=["drafts", "*.png"]) == ["keep.jpg", "trip/keep2.JPG"]
+    # Named on the command line, a file is read whatever its name or folder.
+    thumb = tmp_path / files[2]
+    assert list(iter_image_files([thumb], ignore=["*.jpg"])) == [thumb]
