@@ -408,8 +408,7 @@ def classify(
         max_pixels,
         verbose,
         quiet,
-        (),
-        exclude,
+        ignore=exclude,
     )
     done_files = len({r["path"] for r in done})
     if offset is not None:
