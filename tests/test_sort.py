@@ -281,9 +281,16 @@ INTERRUPT_COPIES = 40
 def interrupt_once_started(cmd: list[str], started, sig=signal.SIGINT) -> subprocess.CompletedProcess:
     """Run `cmd`, and send it `sig` (SIGINT: Ctrl-C; SIGKILL: a kill) as soon as `started()` says it is under way.
 
-    The callers give it enough photos that the run goes on for seconds after `started()` turns true: on a
-    loaded 2-core machine this poll can be scheduled late, and 120 photos once finished before it looked."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    The command starts with SIGINT as Ctrl-C sends it: a test run in the background of a script inherits
+    SIGINT ignored (POSIX shells start background jobs so), and Python then never raises KeyboardInterrupt,
+    so the run went on to its end. The callers give it photos enough for seconds of work after `started()`."""
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not started():
         time.sleep(0.01)
