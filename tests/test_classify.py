@@ -553,6 +553,9 @@ def _photos_with_a_pair(folder: Path) -> Path:
     h = min(a.shape[0], b.shape[0])
     a, b = (cv2.resize(x, (x.shape[1] * h // x.shape[0], h)) for x in (a, b))
     cv2.imwrite(str(folder / "050000-pair.jpg"), np.hstack([a, b]))
+    # Names a report must quote or escape, whose rows a resumed run must still recognise.
+    shutil.copy2(example_photos()[2], folder / '060000 new\nline, "quoted".jpg')
+    shutil.copy2(example_photos()[3], os.path.join(os.fsencode(folder), b"060001 caf\xe9.jpg"))
     return folder
 
 
