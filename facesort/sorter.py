@@ -148,8 +148,18 @@ class Sorter:
             os.symlink(os.path.abspath(src), dest)
             return "symlinked", ""
         if mode == "hardlink":
-            os.link(src, dest)
+            # A symlink's photo, not the link: Linux's link() links the symlink itself (so does os.link, even
+            # with follow_symlinks=True), which breaks a relative one.
+            os.link(os.path.realpath(src) if os.path.islink(src) else src, dest)
             return "hardlinked", ""
+        if mode == "move" and os.path.islink(src):
+            # The link moves, still naming its photo: a relative one, moved as it is, would point elsewhere.
+            os.symlink(os.path.join(os.path.dirname(os.path.abspath(src)), os.readlink(src)), dest)
+            try:
+                os.unlink(src)
+            except OSError as e:
+                return "symlinked", _kept(e)
+            return "moved", ""
         if mode == "move":
             action = "hardlinked"
             try:

@@ -412,3 +412,21 @@ def test_a_file_where_a_class_folder_goes_is_refused_before_anything_is_placed(p
     # So is --into itself.
     proc = run_cli("sort", photos, "--into", into / "SadFemale")
     assert proc.returncode == 1 and "SadFemale: it is a broken symlink (to" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("mode", ["--move", "--hardlink"])
+def test_a_relative_symlink_among_the_photos_still_names_its_photo_once_sorted(tmp_path, mode):
+    """Photo organisers keep albums of relative links (album/a.jpg -> ../originals/a.jpg). Moved or hard-linked
+    as the link itself, it would point to SORTED/originals/a.jpg, which does not exist."""
+    originals, album, into = tmp_path / "originals", tmp_path / "album", tmp_path / "SORTED"
+    originals.mkdir()
+    album.mkdir()
+    photo = example_photos()[0]
+    shutil.copy2(photo, originals / "a.jpg")
+    (album / "a.jpg").symlink_to(Path("..") / "originals" / "a.jpg")
+    proc = run_cli("sort", album, "--into", into, mode, "-q")
+    assert proc.returncode == 0, proc.stderr
+    (placed_photo,) = placed(into)
+    assert os.path.samefile(placed_photo, originals / "a.jpg")  # resolves, to the photo
+    assert (originals / "a.jpg").read_bytes() == photo.read_bytes()
+    assert not os.path.lexists(album / "a.jpg") if mode == "--move" else (album / "a.jpg").is_symlink()
