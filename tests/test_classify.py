@@ -583,6 +583,17 @@ def test_resume_after_a_report_was_cut_anywhere_gives_the_report_of_a_whole_run(
         proc = run_cli("classify", photos, "--out", report, "--format", fmt, "--resume")
         assert proc.returncode == 0 and "resuming" in proc.stderr, (where, proc.stderr)
         assert report.read_bytes() == data, where
+    # Photos added since: classified, their rows added after the others (the same rows as a whole run's).
+    report = tmp_path / f"r.{fmt}"
+    added = photos / "000000-added.jpg"
+    shutil.copy2(example_photos()[4], added)
+    assert run_cli("classify", photos, "--out", report, "--format", fmt, "--resume", "-q").returncode == 0
+    rerun = run_cli("classify", photos, "--format", fmt, "-q", errors="surrogateescape").stdout
+    rerun = rerun.encode("utf-8", "surrogateescape")
+    assert sorted(report.read_bytes().splitlines()) == sorted(rerun.splitlines())
+    # After the rows kept: before those of the report's last photo, which is classified again.
+    assert str(added).encode() in report.read_bytes().splitlines()[-2]
+    added.unlink()
     # No report yet: --resume starts one.
     fresh = tmp_path / f"fresh.{fmt}"
     assert run_cli("classify", photos, "--out", fresh, "--format", fmt, "--resume", "-q").returncode == 0
