@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from enum import Enum
@@ -233,7 +234,6 @@ class _Run:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        total = sum(1 for _ in self.files())  # a second walk is cheap beside decoding; it gives the ETA
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -243,7 +243,17 @@ class _Run:
             TimeRemainingColumn(),
         )
         with Progress(*columns, console=self.console, transient=True) as progress:
-            task = progress.add_task("classifying", total=total, faces=0, rate=0.0)
+            task = progress.add_task("classifying", total=None, faces=0, rate=0.0)
+
+            def count() -> None:
+                # The files counted by a second walk beside the run, for the bar's total and the ETA: the run
+                # does not wait for it (a walk of many thousand photos on a network share takes a while).
+                try:
+                    progress.update(task, total=sum(1 for _ in self.files()))
+                except Exception:  # noqa: BLE001 - without a total the bar still counts
+                    pass
+
+            threading.Thread(target=count, name="count-files", daemon=True).start()
             last = None
             for row in stream:
                 if row.path != last:
