@@ -382,8 +382,9 @@ def classify(
         bool,
         typer.Option(
             "--resume",
-            help="Go on with the --out report of a run that was stopped: the photos it has whole are not "
-            "classified again, the others' rows are added (same photos, model and options expected).",
+            help="Go on with the --out report of a run that was stopped, or bring it up to date: the photos it has "
+            "whole rows for are not classified again, the others' rows (photos added since too) are added. The "
+            "same model and options are expected.",
         ),
     ] = False,
 ) -> None:
