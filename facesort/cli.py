@@ -407,20 +407,8 @@ def classify(
             fail(f"cannot read {out}: {e.strerror or e}", 2)
         except ValueError as e:
             fail(f"{out} {e}: nothing was written to it; give another --out, or leave out --resume", 2)
-    run = _Run(
-        paths,
-        recursive,
-        detector,
-        min_face,
-        device,
-        batch_size,
-        workers,
-        model,
-        max_pixels,
-        verbose,
-        quiet,
-        ignore=exclude,
-    )
+    walk = (paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
+    run = _Run(*walk, ignore=exclude)
     done_files = len({r["path"] for r in done})
     if offset is not None:
         run.skip = {os.path.realpath(r["path"]) for r in done}
@@ -549,21 +537,8 @@ def sort_cmd(
     if hardlink:
         _check_same_filesystem(paths, into)
     _check_file_target(html_out, report=into / REPORT_NAME)
-    run = _Run(
-        paths,
-        recursive,
-        detector,
-        min_face,
-        device,
-        batch_size,
-        workers,
-        model,
-        max_pixels,
-        verbose,
-        quiet,
-        exclude=[into],
-        ignore=exclude,
-    )
+    walk = (paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
+    run = _Run(*walk, exclude=[into], ignore=exclude)
     try:
         sorter = Sorter(into, mode, dry_run)
         report = None if dry_run else SortReport(into)
