@@ -93,7 +93,20 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-Paths = Annotated[list[Path], typer.Argument(help="Photos and folders of photos.", show_default=False, readable=False)]
+Paths = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Photos and folders of photos.", show_default=False, readable=False),
+]
+FilesFrom = Annotated[
+    Path | None,
+    typer.Option(
+        "--files-from",
+        metavar="FILE",
+        help="Also the photos and folders listed in FILE, one a line, or NUL-separated as find -print0 and "
+        "xargs -0 write; - reads the list from standard input (find ... | facesort classify --files-from -).",
+        show_default=False,
+    ),
+]
 Recursive = Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")]
 Exclude = Annotated[
     list[str] | None,
@@ -146,8 +159,31 @@ HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write an HTML
 MAX_PIXELS = 50_000_000
 
 
-def _joined(paths) -> str:
-    return ", ".join(str(p) for p in paths)
+def _joined(paths, most: int = 5) -> str:
+    shown = ", ".join(str(p) for p in paths[:most])
+    return shown if len(paths) <= most else f"{shown} and {len(paths) - most:,} more"
+
+
+def _inputs(paths: list[Path] | None, files_from: Path | None) -> list[Path]:
+    """The paths named on the command line, then those listed in --files-from: one a line, or separated by
+    NUL bytes where the list has any (names may hold newlines). Usage errors exit 2."""
+    listed: list[Path] = []
+    if files_from is not None:
+        try:
+            raw = sys.stdin.buffer.read() if str(files_from) == "-" else files_from.read_bytes()
+        except OSError as e:
+            fail(f"cannot read the list {files_from}: {e.strerror or e}", 2)
+        if b"\0" in raw:
+            names = raw.split(b"\0")
+        else:
+            names = [line.removesuffix(b"\r") for line in raw.split(b"\n")]
+        listed = [Path(os.fsdecode(n)) for n in names if n]
+        if not listed and not paths:
+            where = "standard input" if str(files_from) == "-" else files_from
+            _err_console().print(f"[yellow]warning:[/] {_plain(where)} lists no photos", highlight=False)
+    elif not paths:
+        fail("give the photos or folders to read (or --files-from FILE)", 2)
+    return [*(paths or []), *listed]
 
 
 def _default_workers() -> int:
@@ -184,8 +220,10 @@ class _Run:
         self.missing = [p for p in paths if not os.path.lexists(p)]
         if self.missing and len(self.missing) == len(paths):
             fail(f"{_joined(self.missing)} {'does' if len(self.missing) == 1 else 'do'} not exist", 2)
-        for p in self.missing:
+        for p in self.missing[:5]:
             _err_console().print(f"[yellow]warning:[/] {_plain(p)} does not exist (reported as an error row)")
+        if len(self.missing) > 5:
+            _err_console().print(f"[yellow]warning:[/] and {len(self.missing) - 5:,} more paths that do not exist")
         import cv2
 
         # OpenCV logs a decoder's complaint about a corrupt file to stderr, and libjpeg and libpng print
@@ -277,7 +315,7 @@ class _Run:
             )
 
     def summary(self, title: str = "facesort") -> None:
-        if self.stats.files == 0:  # a wrong folder, or photos one level down with --no-recursive
+        if self.stats.files == 0 and self.paths:  # a wrong folder, or photos one level down with --no-recursive
             where = _joined(self.paths)
             how = "top level only, --no-recursive" if not self.recursive else "subfolders included"
             self.console.print(
@@ -363,7 +401,8 @@ def _open_output(out: str, mode: str = "w"):
 
 @app.command()
 def classify(
-    paths: Paths,
+    paths: Paths = None,
+    files_from: FilesFrom = None,
     out: Annotated[str, typer.Option("--out", "-o", help="Report file; - for stdout.")] = "-",
     fmt: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.csv,
     recursive: Recursive = True,
@@ -391,6 +430,7 @@ def classify(
     """Classify every face and write a report: one row per face (CSV or JSON Lines)."""
     from facesort.report import ReportWriter, result_row, resume_point
 
+    paths = _inputs(paths, files_from)
     if out != "-":
         _refuse_photo(Path(out), "--out")
     _check_file_target(html_out, report=None if out == "-" else Path(out))
@@ -501,8 +541,9 @@ def _check_same_filesystem(paths, into: Path) -> None:
 
 @app.command("sort")
 def sort_cmd(
-    paths: Paths,
     into: Annotated[Path, typer.Option("--into", help="Output folder for the four class folders.")],
+    paths: Paths = None,
+    files_from: FilesFrom = None,
     move: Annotated[bool, typer.Option("--move", help="Move instead of copy.")] = False,
     hardlink: Annotated[bool, typer.Option("--hardlink", help="Hard-link instead of copy.")] = False,
     symlink: Annotated[bool, typer.Option("--symlink", help="Symlink instead of copy.")] = False,
@@ -527,6 +568,7 @@ def sort_cmd(
     from facesort.pipeline import group_by_image
     from facesort.sorter import REPORT_NAME, SOURCE_KEPT, Sorter, SortReport, destinations, not_a_folder
 
+    paths = _inputs(paths, files_from)
     if sum((move, hardlink, symlink)) > 1:
         fail("choose one of --move, --hardlink, --symlink", 2)
     mode = "move" if move else "hardlink" if hardlink else "symlink" if symlink else "copy"

@@ -633,3 +633,28 @@ def test_exclude_passes_over_matching_names_in_classify_and_sort(photos, tmp_pat
     into = tmp_path / "SORTED"
     assert run_cli("sort", photos, "--into", into, "--exclude", "drafts", "-q").returncode == 0
     assert not list(into.rglob("draft.jpg")) and len(list(into.rglob("*.jpg"))) == len(example_photos())
+
+
+def test_files_from_reads_a_list_of_photos_from_a_file_or_stdin(photos, tmp_path):
+    chosen = sorted(photos.iterdir())[:3]
+    odd = photos / "a\nb.jpg"  # a name with a newline: only a NUL-separated list can name it
+    shutil.copy2(chosen[0], odd)
+    listing = tmp_path / "list.txt"
+    listing.write_text("\r\n".join(map(str, chosen[1:])) + "\r\n\n")  # CRLF and a blank line, as editors leave
+    proc = run_cli("classify", chosen[0], "--files-from", listing, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert list(pd.read_csv(io.StringIO(proc.stdout)).path) == [str(p) for p in chosen]
+    nul = b"\0".join(os.fsencode(p) for p in (odd, chosen[2])) + b"\0"  # find -print0
+    proc = run_cli("classify", "--files-from", "-", "-q", input=nul.decode())
+    assert proc.returncode == 0, proc.stderr
+    assert list(pd.read_csv(io.StringIO(proc.stdout), keep_default_na=False).path) == [str(odd), str(chosen[2])]
+    into = tmp_path / "SORTED"
+    proc = run_cli("sort", "--into", into, "--files-from", listing, "-q")
+    assert proc.returncode == 0 and len(list(into.rglob("*.jpg"))) == 2, proc.stderr
+    # An empty list (find found nothing) is a run over no photos; no list and no photos is a usage error.
+    proc = run_cli("classify", "--files-from", "-", "-q", input="")
+    assert proc.returncode == 0 and proc.stdout.startswith("path,face,") and len(proc.stdout.splitlines()) == 1
+    proc = run_cli("classify", "-q")
+    assert proc.returncode == 2 and "give the photos or folders" in proc.stderr, proc.stderr
+    proc = run_cli("classify", "--files-from", tmp_path / "nope.txt")
+    assert proc.returncode == 2 and "cannot read the list" in proc.stderr and "Traceback" not in proc.stderr
