@@ -204,9 +204,10 @@ def _tiff_ifds(data: bytes, limit: int = 64) -> Iterator[dict[int, list[int]]]:
 
 
 def camera_preview(data: bytes) -> tuple[bytes, int] | None:
-    """The JPEG a camera raw file (DNG, NEF, CR2, ARW, PEF, ...: a TIFF) embeds to be shown, when it is larger
-    than the image the TIFF's first IFD describes (in a raw, a small thumbnail); with the raw's orientation
-    (the TIFF tag, 1-8). None for an ordinary TIFF. The raw sensor data itself is not decoded."""
+    """The largest JPEG a camera raw file (DNG, NEF, CR2, ARW, PEF, ...: a TIFF) embeds to be shown, when it is
+    larger than the image the TIFF's first IFD describes (in many raws a small thumbnail), or when that image is
+    the sensor's data itself; with the raw's orientation (the TIFF tag, 1-8). None for an ordinary TIFF. The raw
+    sensor data is not decoded."""
     try:
         ifds = list(_tiff_ifds(data))
     except struct.error:
@@ -227,8 +228,11 @@ def camera_preview(data: bytes) -> tuple[bytes, int] | None:
             frame = _jpeg_frame(blob) if blob.startswith(b"\xff\xd8") else None
             if frame and frame[2] in (0xC0, 0xC1, 0xC2) and frame[0] * frame[1] > best_pixels:
                 best, best_pixels = blob, frame[0] * frame[1]
-    if best is None or best_pixels < first_pixels or (best_pixels == first_pixels and first.get(259) != [6]):
-        return None  # the first IFD's own image is as large: OpenCV reads it (CR2's old-style JPEG it cannot)
+    # The first IFD's own image, where OpenCV can show it (not a sensor's raw data, not CR2's old-style JPEG),
+    # is read instead when it is as large.
+    shown = first.get(259, [1])[0] in (1, 5, 7, 8, 32773, 32946) and first.get(262, [2])[0] not in (32803, 34892)
+    if best is None or (shown and best_pixels <= first_pixels):
+        return None
     orientation = first.get(274, [1])[0]
     return best, orientation if 1 <= orientation <= 8 else 1
 
@@ -346,9 +350,10 @@ def decode_scaled(
     if fmt not in SUPPORTED_FORMATS:
         raise ImageError(f"unsupported format: {fmt}")
     size = image_size(data, fmt)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise ImageError(f"{size[0]}x{size[1]} exceeds the pixel limit of {max_pixels:,}")
+    # A camera raw is read as its preview, whose own size is held to the limit (a sensor's may be beyond it).
     preview = camera_preview(data) if fmt == "tiff" else (_raf_preview(data), 1) if fmt == "fujifilm raw" else None
+    if preview is None:
+        _check_pixels(size, max_pixels)
     if fmt == "heif":
         image, factor = _decode_heif(data), 1
     elif preview is not None:
@@ -358,6 +363,11 @@ def decode_scaled(
     if image.shape[0] * image.shape[1] > max_pixels:
         raise ImageError(f"{image.shape[1]}x{image.shape[0]} exceeds the pixel limit of {max_pixels:,}")
     return image, factor
+
+
+def _check_pixels(size: tuple[int, int] | None, max_pixels: int, what: str = "") -> None:
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ImageError(f"{size[0]}x{size[1]}{what} exceeds the pixel limit of {max_pixels:,}")
 
 
 def _decode_opencv(
@@ -382,13 +392,13 @@ def _decode_preview(
     """A camera raw's embedded JPEG, turned by the raw's orientation unless the JPEG has its own (which
     OpenCV applies). Where the JPEG cannot be decoded, a TIFF's first image, as for any TIFF."""
     size = _jpeg_size(jpeg)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise ImageError(f"{size[0]}x{size[1]} (the raw's preview) exceeds the pixel limit of {max_pixels:,}")
+    _check_pixels(size, max_pixels, " (the raw's preview)")
     try:
         image, factor = _decode_opencv(jpeg, "jpeg", size, keep_side, max_factor)
     except ImageError:
         if fmt != "tiff":
             raise ImageError(f"cannot decode {fmt} (its preview is corrupt or truncated)") from None
+        _check_pixels(image_size(data, "tiff"), max_pixels)
         return _decode_opencv(data, "tiff", image_size(data, "tiff"), keep_side, max_factor)
     if _jpeg_orientation(jpeg) is None:
         image = _oriented(image, orientation)

@@ -445,3 +445,21 @@ def test_walks_pass_over_nas_thumbnails_recycle_bins_and_excluded_names(tmp_path
     # Named on the command line, a file is read whatever its name or folder.
     thumb = tmp_path / files[2]
     assert list(iter_image_files([thumb], ignore=["*.jpg"])) == [thumb]
+
+
+def test_a_raw_whose_first_ifd_is_the_sensor_data_is_read_as_its_smaller_preview():
+    """As Pentax's PEF lays itself out: the raw data first (larger than any preview, and no picture OpenCV can
+    show), the preview JPEG in the next IFD."""
+    LONG, SHORT = 4, 3
+    photo = example_bgr()
+    preview, raw = encode(".jpg", photo), bytes(64)
+    ifd0 = {256: (LONG, [6000]), 257: (LONG, [4000]), 258: (SHORT, [16]), 259: (SHORT, [65535]),
+            262: (SHORT, [32803]), 273: (LONG, [("blob", 0)]), 279: (LONG, [len(raw)]), "next": True}  # fmt: skip
+    ifd1 = {259: (SHORT, [6]), 513: (LONG, [("blob", 1)]), 514: (LONG, [len(preview)])}
+    pef = make_tiff([ifd0, ifd1], [raw, preview])
+    as_jpeg = cv2.imdecode(np.frombuffer(preview, np.uint8), cv2.IMREAD_COLOR)
+    assert np.array_equal(decode_image(pef), as_jpeg)
+    # The sensor's size is not held to the pixel limit, as it is never decoded; the preview's is.
+    assert np.array_equal(decode_image(pef, max_pixels=20_000_000), as_jpeg)
+    with pytest.raises(ImageError, match="preview"):
+        decode_image(pef, max_pixels=as_jpeg.shape[0] * as_jpeg.shape[1] - 1)
