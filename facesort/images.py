@@ -119,21 +119,28 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 def _jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
     """(width, height, the SOF marker) of a JPEG: 0xC0-0xC2 are what libjpeg decodes, 0xC3 is lossless
     (a camera's raw data), ..."""
+    for marker, i in _jpeg_segments(data):
+        # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC).
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > len(data):
+                return None
+            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+            return w, h, marker
+    return None
+
+
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int]]:
+    """(marker, offset) of each marker segment of a JPEG before its scan, fill bytes passed over."""
     i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
+    while i + 4 <= len(data) and data[i] == 0xFF:
         marker = data[i + 1]
         if marker == 0xFF:
             i += 1
             continue
-        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
-        # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC).
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return w, h, marker
-        i += 2 + length
-    return None
+        if marker in (0xDA, 0xD9):  # start of scan, end of image
+            return
+        yield marker, i
+        i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
 
 
 def _webp_size(data: bytes) -> tuple[int, int] | None:
@@ -152,19 +159,8 @@ def _webp_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _tiff_size(data: bytes) -> tuple[int, int] | None:
-    endian = "<" if data[:2] == b"II" else ">"
-    offset = struct.unpack(endian + "I", data[4:8])[0]
-    count = struct.unpack(endian + "H", data[offset : offset + 2])[0]
-    found: dict[int, int] = {}
-    for k in range(count):
-        entry = data[offset + 2 + 12 * k : offset + 14 + 12 * k]
-        tag, typ = struct.unpack(endian + "HH", entry[:4])
-        if tag in (256, 257):
-            fmt = "H" if typ == 3 else "I"
-            found[tag] = struct.unpack(endian + fmt, entry[8 : 8 + struct.calcsize(fmt)])[0]
-    if 256 in found and 257 in found:
-        return found[256], found[257]
-    return None
+    first = next(_tiff_ifds(data, limit=1), {})
+    return (first[256][0], first[257][0]) if 256 in first and 257 in first else None
 
 
 _TIFF_TYPE_SIZES = {3: 2, 4: 4, 13: 4}  # the integer types offsets and sizes come in: SHORT, LONG, IFD
@@ -182,7 +178,7 @@ def _tiff_ifds(data: bytes, limit: int = 64) -> Iterator[dict[int, list[int]]]:
         seen.add(offset)
         count = struct.unpack(endian + "H", data[offset : offset + 2])[0]
         end = offset + 2 + 12 * count
-        if end + 4 > len(data):
+        if end > len(data):
             continue
         ifd: dict[int, list[int]] = {}
         for k in range(count):
@@ -200,7 +196,8 @@ def _tiff_ifds(data: bytes, limit: int = 64) -> Iterator[dict[int, list[int]]]:
             ifd[tag] = list(struct.unpack(f"{endian}{n}{'H' if typ == 3 else 'I'}", data[at : at + n * size]))
         yield ifd
         todo += ifd.get(330, [])  # SubIFDs: where NEF and DNG keep the full-size preview
-        todo.append(struct.unpack(endian + "I", data[end : end + 4])[0])
+        if end + 4 <= len(data):
+            todo.append(struct.unpack(endian + "I", data[end : end + 4])[0])  # the next IFD of the chain
 
 
 def camera_preview(data: bytes) -> tuple[bytes, int] | None:
@@ -398,8 +395,9 @@ def _decode_preview(
     except ImageError:
         if fmt != "tiff":
             raise ImageError(f"cannot decode {fmt} (its preview is corrupt or truncated)") from None
-        _check_pixels(image_size(data, "tiff"), max_pixels)
-        return _decode_opencv(data, "tiff", image_size(data, "tiff"), keep_side, max_factor)
+        size = image_size(data, "tiff")
+        _check_pixels(size, max_pixels)
+        return _decode_opencv(data, "tiff", size, keep_side, max_factor)
     if _jpeg_orientation(jpeg) is None:
         image = _oriented(image, orientation)
     return image, factor
@@ -407,16 +405,14 @@ def _decode_preview(
 
 def _jpeg_orientation(jpeg: bytes) -> int | None:
     """The orientation tag of a JPEG's own EXIF (APP1) segment, None without one."""
-    i = 2
-    while i + 4 <= len(jpeg) and jpeg[i] == 0xFF and jpeg[i + 1] not in (0xDA, 0xD9):
-        length = struct.unpack(">H", jpeg[i + 2 : i + 4])[0]
-        if jpeg[i + 1] == 0xE1 and jpeg[i + 4 : i + 10] == b"Exif\0\0":
+    for marker, i in _jpeg_segments(jpeg):
+        if marker == 0xE1 and jpeg[i + 4 : i + 10] == b"Exif\0\0":
+            length = struct.unpack(">H", jpeg[i + 2 : i + 4])[0]
             try:
                 ifd0 = next(_tiff_ifds(jpeg[i + 10 : i + 2 + length], limit=1), {})
             except struct.error:
                 return None
             return ifd0.get(274, [None])[0]
-        i += 2 + length
     return None
 
 
