@@ -548,6 +548,13 @@ def sort_cmd(
     hardlink: Annotated[bool, typer.Option("--hardlink", help="Hard-link instead of copy.")] = False,
     symlink: Annotated[bool, typer.Option("--symlink", help="Symlink instead of copy.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; create nothing.")] = False,
+    sidecars: Annotated[
+        bool,
+        typer.Option(
+            help="Place each photo's sidecar files (DSC_0001.xmp, DSC_0001.NEF.xmp, IMG_0001.AAE, .pp3, .dop) "
+            "beside it, named after it.",
+        ),
+    ] = True,
     multi: Annotated[
         Multi, typer.Option(help="largest: class of the largest face; all: every face's class.")
     ] = Multi.largest,
@@ -582,7 +589,7 @@ def sort_cmd(
     walk = (paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
     run = _Run(*walk, exclude=[into], ignore=exclude)
     try:
-        sorter = Sorter(into, mode, dry_run)
+        sorter = Sorter(into, mode, dry_run, sidecars)
         report = None if dry_run else SortReport(into)
     except OSError as e:
         fail(f"cannot write to {into}: {e.strerror or e}")
@@ -611,7 +618,8 @@ def sort_cmd(
             labels = destinations(rows, multi.value)
             placements = sorter.place_all(source, labels) or [Placement(source, "", "", "not sorted", rows[0].error)]
             for p in placements:
-                counts[p.action] = counts.get(p.action, 0) + 1
+                action = f"sidecars {p.action}" if p.sidecar else p.action
+                counts[action] = counts.get(action, 0) + 1
                 not_removed += p.error.startswith(SOURCE_KEPT)
                 if dry_run:
                     with _output_errors("-"):
@@ -627,7 +635,7 @@ def sort_cmd(
         run.console.print(", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to sort")
     if not_removed:
         _err_console().print(
-            f"[yellow]warning:[/] {not_removed} photos are in their class folders but could not be removed from "
+            f"[yellow]warning:[/] {not_removed} files are in their class folders but could not be removed from "
             f"where they were (see the error column of {_plain(into / REPORT_NAME)})"
         )
     if html_out:

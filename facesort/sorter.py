@@ -5,6 +5,9 @@ on an existing name, unlike a rename), so a file is never overwritten; copies ar
 temporary name in the destination folder first, so a run killed mid-copy leaves no partial file
 under a real name. A file already placed (same content at the name or a suffixed name) is skipped,
 which makes a second run a no-op and a killed run resumable.
+
+A photo's sidecar files (an editor's edits: `DSC_0001.xmp`, `DSC_0001.NEF.xmp`, `IMG_0001.AAE`) go with it,
+named after the photo's destination, so the editor still finds them beside it.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import io
 import os
 import secrets
 import shutil
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from facesort.images import IMAGE_EXTENSIONS
 from facesort.model import CLASSES
 from facesort.pipeline import ERROR, OK, FaceResult
 
@@ -29,6 +34,11 @@ TMP_SUFFIX = ".facesort-tmp"
 REPORT_NAME = "facesort-report.csv"
 SOURCE_KEPT = "source not removed"  # the error of a move whose photo was placed but whose source stays
 REPORT_COLUMNS = ("run", "source", "destination", "label", "action", "error")
+# Sidecars, by the extension (any letter case) added to a photo's name without its extension (DSC_0001.xmp:
+# Lightroom, Capture One, digiKam, Bridge; IMG_0001.AAE: Apple Photos' edits) or to its whole name
+# (DSC_0001.NEF.xmp: darktable; .pp3: RawTherapee; .dop: DxO PhotoLab).
+SIDECARS_OF_STEM = (".xmp", ".aae")
+SIDECARS_OF_NAME = (".xmp", ".pp3", ".dop")
 
 
 @dataclass
@@ -38,6 +48,7 @@ class Placement:
     label: str
     action: str  # copied, moved, hardlinked, symlinked, already there, would <mode>, not sorted
     error: str = ""
+    sidecar: bool = False  # a sidecar file that goes with the photo placed before it
 
 
 def destinations(rows: list[FaceResult], multi: str = "largest") -> list[str]:
@@ -61,14 +72,18 @@ def not_a_folder(path: Path) -> str:
 
 
 class Sorter:
-    """Places files under `into`/<class>/ by `mode`; with dry_run only says what it would do."""
+    """Places files under `into`/<class>/ by `mode`, each with its sidecars (unless `sidecars` is False);
+    with dry_run only says what it would do."""
 
-    def __init__(self, into: str | os.PathLike, mode: str = "copy", dry_run: bool = False) -> None:
+    def __init__(
+        self, into: str | os.PathLike, mode: str = "copy", dry_run: bool = False, sidecars: bool = True
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
-        self.into, self.mode, self.dry_run = Path(into), mode, dry_run
+        self.into, self.mode, self.dry_run, self.sidecars = Path(into), mode, dry_run, sidecars
         # Unique per run even for runs within one second: the report groups rows by it.
         self.run_id = f"{datetime.now().isoformat(timespec='milliseconds')}-{os.getpid()}"
+        self._listed: OrderedDict[str, dict[str, list[str]]] = OrderedDict()  # recent folders' names by stem
         for name in (*CLASSES, NO_FACE_DIR):
             folder = self.into / name
             if os.path.lexists(folder) and not folder.is_dir():
@@ -87,41 +102,69 @@ class Sorter:
                     tmp.unlink(missing_ok=True)
 
     def place_all(self, source: str, labels: list[str]) -> list[Placement]:
-        """Put `source` into each of the `labels` folders. A move into several copies it into all but the
-        last and moves it there, and removes the source only once every folder has it."""
+        """Put `source` (and its sidecars) into each of the `labels` folders. A move into several copies it
+        into all but the last and moves it there, and removes the source only once every folder has it."""
         if self.mode != "move" or len(labels) < 2:
-            return [self.place(source, label) for label in labels]
-        placements = [self.place(source, label, mode="copy") for label in labels[:-1]]
-        if any(p.action == "not sorted" for p in placements):
+            return [p for label in labels for p in self.place(source, label)]
+        placements = [p for label in labels[:-1] for p in self.place(source, label, mode="copy")]
+        if any(p.action == "not sorted" for p in placements if not p.sidecar):
             return [*placements, Placement(source, "", labels[-1], "not sorted", "not moved: a copy failed")]
-        return [*placements, self.place(source, labels[-1])]
+        return [*placements, *self.place(source, labels[-1])]
 
-    def place(self, source: str, label: str, mode: str | None = None) -> Placement:
-        """Put `source` into the `label` folder under a free name (by `mode`, the sorter's unless given),
-        or find it already there."""
+    def place(self, source: str, label: str, mode: str | None = None) -> list[Placement]:
+        """Put `source` into the `label` folder under a free name (by `mode`, the sorter's unless given), or
+        find it already there; then its sidecars beside it. A move removes the photo's source last, so that a
+        run killed before then finds the photo already there and its sidecars still to move."""
         mode = mode or self.mode
         src = Path(source)
+        photo, kept_as = self._place_file(src, label, mode)
+        placements = [photo]
+        if self.sidecars and photo.destination and photo.action != "not sorted":
+            dest = Path(photo.destination)
+            # A sidecar moves only with its photo: not where the photo stays (its only copy is the source)
+            photo_moves = kept_as is not None or photo.action == "would move"
+            for name, target, shared in self._sidecars(src, dest):
+                side_mode = "copy" if mode == "move" and (shared or not photo_moves) else mode
+                p, side_kept_as = self._place_file(src.parent / name, label, side_mode, target)
+                _remove_source(p, side_kept_as)
+                if side_mode != mode and p.action != "not sorted":
+                    p.error = (
+                        f"not moved: {f'also the sidecar of {shared}' if shared else 'its photo stays where it is'}"
+                    )
+                placements.append(p)
+        _remove_source(photo, kept_as)  # only once the photo and its sidecars are complete
+        return placements
+
+    def _place_file(self, src: Path, label: str, mode: str, target: Path | None = None) -> tuple[Placement, str | None]:
+        """Place `src` in the `label` folder: under the first free name, or at `target` only (a sidecar).
+        For a move whose source is still to be removed, the action it is if that fails (else None)."""
+        source, sidecar = str(src), target is not None
         folder = self.into / label
         limit = _name_max(folder if folder.is_dir() else self.into)
-        for k in range(100_000):
-            dest = folder / _free_name_candidate(src.name, k, limit)
+        candidates = (
+            [target] if sidecar else (folder / _free_name_candidate(src.name, k, limit) for k in range(100_000))
+        )
+        for dest in candidates:
             if os.path.lexists(dest):
                 if _same_content(src, dest):
-                    return self._already_there(source, dest, label, mode)
+                    return self._already_there(source, dest, label, mode, sidecar)
                 continue
             if self.dry_run:
-                return Placement(source, str(dest), label, f"would {mode}")
+                return Placement(source, str(dest), label, f"would {mode}", sidecar=sidecar), None
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                action, error = self._do(src, dest, mode)
+                action, kept_as = self._do(src, dest, mode)
             except FileExistsError:
                 continue  # taken since we looked: try the next name
             except OSError as e:
-                return Placement(source, str(dest), label, "not sorted", e.strerror or str(e))
-            return Placement(source, str(dest), label, action, error)
-        return Placement(source, "", label, "not sorted", "no free name")
+                return Placement(source, str(dest), label, "not sorted", e.strerror or str(e), sidecar), None
+            return Placement(source, str(dest), label, action, sidecar=sidecar), kept_as
+        why = f"a different {target.name} is already there" if sidecar else "no free name"
+        return Placement(source, "", label, "not sorted", why, sidecar), None
 
-    def _already_there(self, source: str, dest: Path, label: str, mode: str) -> Placement:
+    def _already_there(
+        self, source: str, dest: Path, label: str, mode: str, sidecar: bool
+    ) -> tuple[Placement, str | None]:
         """A move killed between placing a file and removing its source left both: finish it. Only where
         the destination is a real file of its own (not a symlink, not the source's own name), so that
         removing the source cannot take the only copy."""
@@ -133,50 +176,80 @@ class Sorter:
             and not os.path.islink(src)
         )
         if not finish:
-            return Placement(source, str(dest), label, "already there")
+            return Placement(source, str(dest), label, "already there", sidecar=sidecar), None
         if self.dry_run:
-            return Placement(source, str(dest), label, "would move")
-        try:
-            os.unlink(src)
-        except OSError as e:
-            return Placement(source, str(dest), label, "already there", _kept(e))
-        return Placement(source, str(dest), label, "moved")
+            return Placement(source, str(dest), label, "would move", sidecar=sidecar), None
+        return Placement(source, str(dest), label, "moved", sidecar=sidecar), "already there"
 
-    def _do(self, src: Path, dest: Path, mode: str) -> tuple[str, str]:
-        """Place src at dest; (action, error), error saying why a moved file's source is still there."""
+    def _do(self, src: Path, dest: Path, mode: str) -> tuple[str, str | None]:
+        """Place src at dest: (action, None), or for a move ("moved", the action it is if the source, still
+        there, cannot be removed)."""
         if mode == "symlink":
             os.symlink(os.path.abspath(src), dest)
-            return "symlinked", ""
+            return "symlinked", None
         if mode == "hardlink":
             # A symlink's photo, not the link: Linux's link() links the symlink itself (so does os.link, even
             # with follow_symlinks=True), which breaks a relative one.
             os.link(os.path.realpath(src) if os.path.islink(src) else src, dest)
-            return "hardlinked", ""
+            return "hardlinked", None
         if mode == "move" and os.path.islink(src):
             # The link moves, still naming its photo: a relative one, moved as it is, would point elsewhere.
             os.symlink(os.path.join(os.path.dirname(os.path.abspath(src)), os.readlink(src)), dest)
-            try:
-                os.unlink(src)
-            except OSError as e:
-                return "symlinked", _kept(e)
-            return "moved", ""
+            return "moved", "symlinked"
         if mode == "move":
-            action = "hardlinked"
             try:
                 os.link(src, dest)  # same filesystem: the move is a link, then the unlink
+                return "moved", "hardlinked"
             except OSError as e:
                 if e.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
                     raise
-                self._copy(src, dest)
-                action = "copied"
-            try:
-                os.unlink(src)  # only once the destination is complete
-            except OSError as e:
-                # A read-only source folder: the photo is sorted all the same, as a copy (or link).
-                return action, _kept(e)
-            return "moved", ""
+            self._copy(src, dest)
+            return "moved", "copied"
         self._copy(src, dest)
-        return "copied", ""
+        return "copied", None
+
+    def _sidecars(self, src: Path, dest: Path) -> list[tuple[str, Path, str]]:
+        """The sidecars beside `src`: (name, where it goes beside `dest`, the name of another photo that
+        shares it, or ""). Found in a listing of the folder, so that a case-insensitive filesystem does not
+        make one file two."""
+        by_stem = self._listing(src.parent)
+        stem, ext = os.path.splitext(src.name)
+        dest_stem = os.path.splitext(dest.name)[0]
+        found = []
+        if ext:
+            others = [n for n in by_stem.get(stem, ()) if n != src.name and _ext(n) in IMAGE_EXTENSIONS]
+            for name in by_stem.get(stem, ()):
+                if _ext(name) in SIDECARS_OF_STEM:
+                    found.append((name, dest.parent / (dest_stem + name[len(stem) :]), others[0] if others else ""))
+        for name in by_stem.get(src.name, ()):
+            if _ext(name) in SIDECARS_OF_NAME:
+                found.append((name, dest.parent / (dest.name + name[len(src.name) :]), ""))
+        return [f for f in found if os.path.lexists(src.parent / f[0])]
+
+    def _listing(self, folder: Path) -> dict[str, list[str]]:
+        """The names in `folder` by their stem; the last 32 folders' are kept (photos come folder by folder)."""
+        key = str(folder)
+        if key in self._listed:
+            self._listed.move_to_end(key)
+            return self._listed[key]
+        by_stem: dict[str, list[str]] = {}
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir():
+                            continue
+                    except OSError:
+                        continue
+                    by_stem.setdefault(os.path.splitext(entry.name)[0], []).append(entry.name)
+        except OSError:
+            pass  # a folder that cannot be listed: no sidecars found
+        for names in by_stem.values():
+            names.sort()
+        self._listed[key] = by_stem
+        if len(self._listed) > 32:
+            self._listed.popitem(last=False)
+        return by_stem
 
     @staticmethod
     def _copy(src: Path, dest: Path) -> None:
@@ -195,6 +268,21 @@ class Sorter:
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
+
+
+def _ext(name: str) -> str:
+    return os.path.splitext(name)[1].lower()
+
+
+def _remove_source(p: Placement, kept_as: str | None) -> None:
+    """Finish a move whose file is placed: remove its source. One that cannot be removed (a read-only folder)
+    is sorted all the same, as a copy or link, and the error says so."""
+    if kept_as is None:
+        return
+    try:
+        os.unlink(p.source)
+    except OSError as e:
+        p.action, p.error = kept_as, _kept(e)
 
 
 def _name_max(folder: Path) -> int:

@@ -173,12 +173,12 @@ def test_a_move_whose_source_cannot_be_removed_is_reported_as_placed_with_why(
     monkeypatch.setattr(sorter_module.os, "unlink", unlink)
     monkeypatch.setattr(sorter_module.os, "link", link)
     sorter = sorter_module.Sorter(tmp_path / "SORTED", "move", False)
-    first = sorter.place(str(src), "HappyMale")
+    (first,) = sorter.place(str(src), "HappyMale")
     dest = tmp_path / "SORTED" / "HappyMale" / src.name
     assert first.action == ("hardlinked" if same_filesystem else "copied") and first.destination == str(dest)
     assert first.error == "source not removed: Permission denied"
     assert src.exists() and digest(dest) == digest(src)
-    again = sorter.place(str(src), "HappyMale")  # the next run finds it placed and still cannot remove it
+    (again,) = sorter.place(str(src), "HappyMale")  # the next run finds it placed and still cannot remove it
     assert (again.action, again.error) == ("already there", first.error)
     assert [p.name for p in (tmp_path / "SORTED" / "HappyMale").iterdir()] == [src.name]
 
@@ -199,14 +199,16 @@ def test_a_move_never_removes_a_source_that_is_its_only_copy(photos, tmp_path):
 
 def test_move_with_multi_all_puts_a_group_photo_in_every_class_then_removes_it(tmp_path):
     group, labels = group_photo(tmp_path / "in" / "group.jpg")
+    group.with_suffix(".xmp").write_bytes(b"<x:xmpmeta/>")  # and its sidecar, which goes with it
     expected = digest(group)
     assert len(labels) == 2
     proc = run_cli("sort", group.parent, "--into", tmp_path / "S", "--multi", "all", "--move")
     assert proc.returncode == 0
-    files = placed(tmp_path / "S")
+    files = [p for p in placed(tmp_path / "S") if p.suffix == ".jpg"]
     assert {p.parent.name for p in files} == labels and {digest(p) for p in files} == {expected}
-    assert not group.exists()
-    assert {r["action"] for r in sort_report(tmp_path / "S")} == {"copied", "moved"}
+    assert all(p.with_suffix(".xmp").read_bytes() == b"<x:xmpmeta/>" for p in files)
+    assert list(group.parent.iterdir()) == []
+    assert [r["action"] for r in sort_report(tmp_path / "S")] == ["copied", "copied", "moved", "moved"]
 
 
 def test_hardlink_and_symlink(photos, tmp_path):
@@ -302,13 +304,18 @@ def interrupt_once_started(cmd: list[str], started, sig=signal.SIGINT) -> subpro
 @pytest.mark.parametrize("mode", [[], ["--move"]], ids=["copy", "move"])
 def test_killed_mid_run_then_resumed_leaves_each_photo_exactly_once(tmp_path, mode):
     photos, into = tmp_path / "in", tmp_path / "SORTED"
-    before = make_many(photos, copies=INTERRUPT_COPIES)
+    make_many(photos, copies=INTERRUPT_COPIES)
+    for photo in sorted(photos.iterdir())[::2]:  # half the photos with an editor's sidecar
+        photo.with_suffix(".xmp").write_text(f"edits of {photo.name}")
+    before = snapshot(photos)
     cmd = [sys.executable, "-m", "facesort", "sort", str(photos), "--into", str(into), "-q", "--batch-size", "4", *mode]
     interrupt_once_started(cmd, lambda: into.exists() and len(placed(into)) >= 20, signal.SIGKILL)
     assert 0 < len(placed(into)) < len(before), "the kill should land mid-run"
 
     assert run_cli("sort", photos, "--into", into, *mode).returncode == 0
     assert sorted(digest(p) for p in placed(into)) == sorted(before.values())  # each exactly once
+    for sidecar in into.rglob("*.xmp"):  # beside its photo
+        assert (sidecar.parent / sidecar.read_text().removeprefix("edits of ")).is_file()
     assert not list(into.rglob("*.facesort-tmp"))
     if mode:
         # The resumed run finishes the moves the kill interrupted, also one that fell between placing
@@ -430,3 +437,131 @@ def test_a_relative_symlink_among_the_photos_still_names_its_photo_once_sorted(t
     assert os.path.samefile(placed_photo, originals / "a.jpg")  # resolves, to the photo
     assert (originals / "a.jpg").read_bytes() == photo.read_bytes()
     assert not os.path.lexists(album / "a.jpg") if mode == "--move" else (album / "a.jpg").is_symlink()
+
+
+def with_sidecars(folder: Path) -> tuple[Path, dict[str, bytes]]:
+    """One example photo as a camera pair (DSC_0001.jpg and DSC_0001.png share DSC_0001.xmp) with an
+    editor's sidecars: Lightroom's by stem, darktable's by whole name, Apple's .AAE."""
+    folder.mkdir(parents=True)
+    jpg = folder / "DSC_0001.jpg"
+    shutil.copy2(example_photos()[0], jpg)
+    sidecars = {
+        "DSC_0001.xmp": b"<x:xmpmeta>lightroom</x:xmpmeta>",
+        "DSC_0001.jpg.xmp": b"<x:xmpmeta>darktable</x:xmpmeta>",
+        "DSC_0001.AAE": b"<plist>apple</plist>",
+    }
+    for name, data in sidecars.items():
+        (folder / name).write_bytes(data)
+    return jpg, sidecars
+
+
+def test_a_photos_sidecars_go_with_it_named_after_it(tmp_path):
+    jpg, sidecars = with_sidecars(tmp_path / "in")
+    into = tmp_path / "SORTED"
+    # The photo's own name is taken in its class folder: it and its sidecars take the next name.
+    plan = [line.split(" -> ") for line in run_cli("sort", jpg, "--into", into, "--dry-run").stdout.splitlines()]
+    folder = Path(plan[0][1]).parent
+    assert plan == [[str(jpg), str(folder / "DSC_0001.jpg")]] + [
+        [str(jpg.parent / name), str(folder / name)] for name in ("DSC_0001.AAE", "DSC_0001.xmp", "DSC_0001.jpg.xmp")
+    ]
+    assert not into.exists()
+    folder.mkdir(parents=True)
+    (folder / "DSC_0001.jpg").write_bytes(b"another photo")
+    before = snapshot(jpg.parent)
+    proc = run_cli("sort", jpg, "--into", into)
+    assert proc.returncode == 0, proc.stderr
+    assert snapshot(jpg.parent) == before  # a copy leaves every source as it was
+    assert digest(folder / "DSC_0001-1.jpg") == digest(jpg)
+    assert (folder / "DSC_0001-1.xmp").read_bytes() == sidecars["DSC_0001.xmp"]
+    assert (folder / "DSC_0001-1.jpg.xmp").read_bytes() == sidecars["DSC_0001.jpg.xmp"]
+    assert (folder / "DSC_0001-1.AAE").read_bytes() == sidecars["DSC_0001.AAE"]
+    rows = sort_report(into)
+    assert [(Path(r["source"]).name, Path(r["destination"]).name, r["action"]) for r in rows] == [
+        ("DSC_0001.jpg", "DSC_0001-1.jpg", "copied"),
+        ("DSC_0001.AAE", "DSC_0001-1.AAE", "copied"),
+        ("DSC_0001.xmp", "DSC_0001-1.xmp", "copied"),
+        ("DSC_0001.jpg.xmp", "DSC_0001-1.jpg.xmp", "copied"),
+    ]
+    assert {r["label"] for r in rows} == {folder.name}
+    assert "1 copied, 3 sidecars copied" in proc.stderr
+    # A second run finds everything already there.
+    run_cli("sort", jpg, "--into", into)
+    last = [r for r in sort_report(into) if r["run"] == sort_report(into)[-1]["run"]]
+    assert [r["action"] for r in last] == ["already there"] * 4
+
+
+def test_a_move_takes_a_photos_own_sidecars_and_copies_those_another_photo_shares(tmp_path):
+    jpg, sidecars = with_sidecars(tmp_path / "in")
+    png = jpg.with_suffix(".png")  # the same picture again: a camera pair sharing DSC_0001.xmp and .AAE
+    import cv2
+
+    cv2.imwrite(str(png), cv2.imread(str(jpg)))
+    into = tmp_path / "SORTED"
+    proc = run_cli("sort", jpg.parent, "--into", into, "--move")
+    assert proc.returncode == 0, proc.stderr
+    # The photos and darktable's sidecar of the JPEG moved; the shared sidecars stay for whoever looks there.
+    assert sorted(p.name for p in jpg.parent.iterdir()) == ["DSC_0001.AAE", "DSC_0001.xmp"]
+    folder = next(p.parent for p in placed(into) if p.name == "DSC_0001.jpg")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["DSC_0001.jpg", "DSC_0001.png", "DSC_0001.xmp", "DSC_0001.AAE", "DSC_0001.jpg.xmp"]
+    )
+    for name, data in sidecars.items():
+        assert (folder / name).read_bytes() == data
+    actions = {(Path(r["source"]).name, r["action"], r["error"]) for r in sort_report(into)}
+    assert actions == {
+        ("DSC_0001.jpg", "moved", ""),
+        ("DSC_0001.png", "moved", ""),
+        ("DSC_0001.jpg.xmp", "moved", ""),
+        ("DSC_0001.xmp", "copied", "not moved: also the sidecar of DSC_0001.png"),
+        ("DSC_0001.AAE", "copied", "not moved: also the sidecar of DSC_0001.png"),
+        # the PNG's turn: the JPEG's copy is the same file
+        ("DSC_0001.xmp", "already there", "not moved: also the sidecar of DSC_0001.jpg"),
+        ("DSC_0001.AAE", "already there", "not moved: also the sidecar of DSC_0001.jpg"),
+    }
+
+
+def test_a_move_killed_before_removing_the_photo_moves_its_sidecars_on_the_rerun(tmp_path):
+    jpg, sidecars = with_sidecars(tmp_path / "in")
+    into = tmp_path / "SORTED"
+    dest = Path(run_cli("sort", jpg, "--into", into, "--dry-run").stdout.splitlines()[0].split(" -> ")[1])
+    dest.parent.mkdir(parents=True)
+    os.link(jpg, dest)  # where a killed move stops: the photo placed, nothing removed
+    assert run_cli("sort", jpg.parent, "--into", into, "--move").returncode == 0
+    assert list(jpg.parent.iterdir()) == []
+    for name, data in sidecars.items():
+        assert (dest.parent / name).read_bytes() == data
+
+
+def test_a_sidecar_whose_name_is_taken_stays_where_it_is(tmp_path):
+    jpg, sidecars = with_sidecars(tmp_path / "in")
+    into = tmp_path / "SORTED"
+    dest = Path(run_cli("sort", jpg, "--into", into, "--dry-run").stdout.splitlines()[0].split(" -> ")[1])
+    dest.parent.mkdir(parents=True)
+    (dest.parent / "DSC_0001.xmp").write_bytes(b"another photo's edits")
+    assert run_cli("sort", jpg.parent, "--into", into, "--move").returncode == 0
+    assert (dest.parent / "DSC_0001.xmp").read_bytes() == b"another photo's edits"
+    assert sorted(p.name for p in jpg.parent.iterdir()) == ["DSC_0001.xmp"]  # not moved, not lost
+    row = [r for r in sort_report(into) if r["source"] == str(jpg.parent / "DSC_0001.xmp")][0]
+    assert (row["action"], row["error"]) == ("not sorted", "a different DSC_0001.xmp is already there")
+
+
+def test_a_move_that_leaves_the_photo_where_it_is_copies_its_sidecars(tmp_path):
+    # The photo is already in SORTED as a symlink (an earlier --symlink run): moving it would leave the link
+    # pointing nowhere, so it stays, and its sidecars stay with it.
+    jpg, sidecars = with_sidecars(tmp_path / "in")
+    into = tmp_path / "SORTED"
+    assert run_cli("sort", jpg, "--into", into, "--symlink", "--no-sidecars").returncode == 0
+    assert run_cli("sort", jpg, "--into", into, "--move").returncode == 0
+    assert sorted(p.name for p in jpg.parent.iterdir()) == sorted(["DSC_0001.jpg", *sidecars])
+    last = [r for r in sort_report(into) if r["run"] == sort_report(into)[-1]["run"]]
+    assert [(r["action"], r["error"]) for r in last] == [("already there", "")] + [
+        ("copied", "not moved: its photo stays where it is")
+    ] * 3
+
+
+def test_no_sidecars_leaves_them_out(tmp_path):
+    jpg, _ = with_sidecars(tmp_path / "in")
+    into = tmp_path / "SORTED"
+    assert run_cli("sort", jpg.parent, "--into", into, "--move", "--no-sidecars").returncode == 0
+    assert [p.name for p in placed(into)] == ["DSC_0001.jpg"]
+    assert "DSC_0001.jpg" not in [p.name for p in jpg.parent.iterdir()]
