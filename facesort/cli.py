@@ -544,6 +544,16 @@ def sort_cmd(
     into: Annotated[Path, typer.Option("--into", help="Output folder for the four class folders.")],
     paths: Paths = None,
     files_from: FilesFrom = None,
+    from_report: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-report",
+            metavar="REPORT",
+            help="Sort the photos of a classify report by its labels as they are (edited by hand too) instead of "
+            "classifying them: no model runs.",
+            show_default=False,
+        ),
+    ] = None,
     move: Annotated[bool, typer.Option("--move", help="Move instead of copy.")] = False,
     hardlink: Annotated[bool, typer.Option("--hardlink", help="Hard-link instead of copy.")] = False,
     symlink: Annotated[bool, typer.Option("--symlink", help="Symlink instead of copy.")] = False,
@@ -575,19 +585,31 @@ def sort_cmd(
     from facesort.pipeline import group_by_image
     from facesort.sorter import REPORT_NAME, SOURCE_KEPT, Sorter, SortReport, destinations, not_a_folder
 
-    paths = _inputs(paths, files_from)
     if sum((move, hardlink, symlink)) > 1:
         fail("choose one of --move, --hardlink, --symlink", 2)
     mode = "move" if move else "hardlink" if hardlink else "symlink" if symlink else "copy"
-    if any(os.path.isdir(p) and os.path.realpath(p) == os.path.realpath(into) for p in paths):
+    run_walks = from_report is None
+    if from_report is not None:
+        if paths or files_from:
+            fail("give the photos to classify, or --from-report, not both", 2)
+        groups, report_rows = _report_groups(from_report, page=html_out is not None)
+        paths = list(dict.fromkeys(Path(g[0].path).parent for g in groups))  # the folders the photos are in
+    else:
+        paths = _inputs(paths, files_from)
+    if run_walks and any(os.path.isdir(p) and os.path.realpath(p) == os.path.realpath(into) for p in paths):
         fail(f"--into {into} is the folder being sorted: give another folder (one inside it is fine)", 2)
     if os.path.lexists(into) and not os.path.isdir(into):
         fail(f"cannot write to {into}: it is {not_a_folder(into)}")
     if hardlink:
         _check_same_filesystem(paths, into)
     _check_file_target(html_out, report=into / REPORT_NAME)
-    walk = (paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
-    run = _Run(*walk, exclude=[into], ignore=exclude)
+    if from_report is not None:
+        _check_file_target(html_out, report=from_report)
+        run = None
+    else:
+        walk = (paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
+        run = _Run(*walk, exclude=[into], ignore=exclude)
+        groups = group_by_image(run.results())
     try:
         sorter = Sorter(into, mode, dry_run, sidecars)
         report = None if dry_run else SortReport(into)
@@ -597,12 +619,12 @@ def sort_cmd(
     from facesort.sorter import Placement
 
     counts: dict[str, int] = {}
-    not_removed = 0
+    not_removed, gone = 0, []
     stopped = (
         "; sorting stopped (the photos placed before this one are in their class folders, and a rerun once "
         "there is room finishes the job without placing any twice)"
     )
-    kept = [] if html_out else None
+    kept = [] if html_out and run else None
 
     def said() -> str:
         n = sum(counts.values())
@@ -611,12 +633,17 @@ def sort_cmd(
         return f"{n:,} placements recorded in {into / REPORT_NAME}; the same command again sorts the rest"
 
     with _interruptible(said):
-        for rows in group_by_image(run.results()):
+        for rows in groups:
             if kept is not None:
                 kept += [result_row(r) for r in rows]
             source = rows[0].path
             labels = destinations(rows, multi.value)
-            placements = sorter.place_all(source, labels) or [Placement(source, "", "", "not sorted", rows[0].error)]
+            if run is None and labels and not os.path.lexists(source):  # gone since the report was written
+                gone.append(source)
+                placements = [Placement(source, "", labels[0], "not sorted", "file not found")]
+            else:
+                placements = sorter.place_all(source, labels)
+            placements = placements or [Placement(source, "", "", "not sorted", rows[0].error)]
             for p in placements:
                 action = f"sidecars {p.action}" if p.sidecar else p.action
                 counts[action] = counts.get(action, 0) + 1
@@ -630,17 +657,54 @@ def sort_cmd(
                         report.write(sorter.run_id, p)
     if report:
         report.close()
-    run.summary("facesort sort")
+    if run:
+        run.summary("facesort sort")
     if not quiet:
-        run.console.print(", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to sort")
+        _err_console().print(", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to sort")
     if not_removed:
         _err_console().print(
             f"[yellow]warning:[/] {not_removed} files are in their class folders but could not be removed from "
             f"where they were (see the error column of {_plain(into / REPORT_NAME)})"
         )
     if html_out:
-        _write_html(kept, html_out, None if quiet else run.console)
-    run.finish()
+        _write_html(kept if run else report_rows, html_out, None if quiet else _err_console())
+    if run:
+        run.finish()
+    elif gone:
+        fail(
+            f"{_joined(gone)} {'does' if len(gone) == 1 else 'do'} not exist now ('not sorted' rows in "
+            f"{_plain(into / REPORT_NAME)}; the other photos of the report were sorted)"
+        )
+
+
+def _report_groups(path: Path, page: bool = False):
+    """--from-report: the report's photos as sort places them, and its rows (checked for an HTML page too where
+    `page`); usage errors exit 2."""
+    import csv
+
+    from facesort.html import check_rows
+    from facesort.report import read_report
+    from facesort.sorter import groups_from_report
+
+    try:
+        needed = {"path", "status", "label"}
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+            rows = read_report(f)
+            f.seek(0)
+            missing = needed - set(rows[0] if rows else next(csv.reader(f), None) or needed)  # a header alone too
+        if missing:
+            raise ValueError(f"is not a facesort classify report (no column {', '.join(sorted(missing))})")
+        groups = groups_from_report(rows)
+        if page:
+            try:
+                check_rows(rows)
+            except ValueError as e:
+                fail(f"{path} cannot be shown on an --html page: {e}", 2)
+        return groups, rows
+    except OSError as e:
+        fail(f"cannot read {path}: {e.strerror or e}", 2)
+    except (ValueError, csv.Error) as e:
+        fail(f"{path} {e}" if str(e).startswith(("is ", "line ")) else f"{path}, {e}", 2)
 
 
 @app.command()

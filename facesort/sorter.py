@@ -26,7 +26,7 @@ from pathlib import Path
 
 from facesort.images import IMAGE_EXTENSIONS
 from facesort.model import CLASSES
-from facesort.pipeline import ERROR, OK, FaceResult
+from facesort.pipeline import ERROR, NO_FACE, OK, FaceResult
 
 MODES = ("copy", "move", "hardlink", "symlink")
 NO_FACE_DIR = "NoFace"
@@ -62,6 +62,38 @@ def destinations(rows: list[FaceResult], multi: str = "largest") -> list[str]:
     if multi == "all":
         return list(dict.fromkeys(labels))
     return labels[:1]  # rows come largest face first
+
+
+def groups_from_report(rows: list[dict]) -> list[list[FaceResult]]:
+    """A classify report's rows (read_report's dicts) as each photo's results, largest face first, in the
+    order the photos first appear: for sorting by a report's labels as they are, edited by hand too (each
+    row's label is rewritten as the class's own name). A
+    photo's rows need not be next to each other (a spreadsheet may have reordered them). Labels are taken in
+    any letter case. ValueError with one sentence for a row that cannot be used."""
+    by_name = {c.lower(): c for c in CLASSES}
+    photos: dict[str, list[FaceResult]] = {}
+    for n, row in enumerate(rows, 1):
+        path, status = row.get("path") or "", str(row.get("status") or "").strip()
+        where = f"row {n} ({path})"
+        if not path:
+            raise ValueError(f"row {n} names no file")
+        if status not in (OK, NO_FACE, ERROR):
+            raise ValueError(f"{where}: status {status!r} is not {OK}, {NO_FACE} or {ERROR}")
+        label = str(row.get("label") or "").strip()
+        if status == OK and label.lower() not in by_name:
+            raise ValueError(f"{where}: label {label!r} is not one of {', '.join(CLASSES)}")
+        try:
+            face = None if row.get("face") in (None, "") else int(row["face"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: face {row['face']!r} is not a face number") from None
+        label = by_name[label.lower()] if status == OK else None
+        if label:
+            row["label"] = label  # the class as written elsewhere (for the page of these rows)
+        result = FaceResult(path, face=face, label=label, status=status, error=str(row.get("error") or ""))
+        photos.setdefault(path, []).append(result)
+    for group in photos.values():
+        group.sort(key=lambda r: -1 if r.face is None else r.face)
+    return list(photos.values())
 
 
 def not_a_folder(path: Path) -> str:

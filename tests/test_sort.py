@@ -565,3 +565,86 @@ def test_no_sidecars_leaves_them_out(tmp_path):
     assert run_cli("sort", jpg.parent, "--into", into, "--move", "--no-sidecars").returncode == 0
     assert [p.name for p in placed(into)] == ["DSC_0001.jpg"]
     assert "DSC_0001.jpg" not in [p.name for p in jpg.parent.iterdir()]
+
+
+def edited_report(photos: Path, tmp_path: Path, fmt: str = "csv") -> tuple[Path, dict[str, str]]:
+    """classify's report of `photos`, with one photo's label changed by hand (in lower case), the rows
+    reversed as a spreadsheet might leave them. Returns it and each photo's class in it."""
+    import pandas as pd
+
+    report = tmp_path / f"report.{fmt}"
+    assert run_cli("classify", photos, "--out", report, "--format", fmt, "-q").returncode == 0
+    df = pd.read_json(report, lines=True, dtype=False) if fmt == "jsonl" else pd.read_csv(report, dtype=str)
+    first = df.index[0]
+    new = "SadMale" if df.at[first, "label"] != "SadMale" else "HappyFemale"
+    df.at[first, "label"] = new.lower()
+    df = df.iloc[::-1]
+    if fmt == "jsonl":
+        df.to_json(report, orient="records", lines=True)
+    else:
+        df.to_csv(report, index=False)
+    df.at[first, "label"] = new
+    return report, {str(Path(r.path).name): r.label for r in df.itertuples()}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_sort_from_a_report_places_photos_by_its_labels_as_edited_without_a_model(photos, tmp_path, fmt):
+    report, classes = edited_report(photos, tmp_path, fmt)
+    into = tmp_path / "SORTED"
+    before = snapshot(photos)
+    # No model runs: one that cannot be loaded is never looked at.
+    page = tmp_path / "page.html"
+    proc = run_cli("sort", "--from-report", report, "--into", into, "--model", tmp_path / "no-model", "--html", page)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {page}: {len(classes)} faces" in proc.stderr and page.stat().st_size > 0
+    assert snapshot(photos) == before
+    assert {p.name: p.parent.name for p in placed(into)} == classes
+    assert {Path(r["source"]).name: r["label"] for r in sort_report(into)} == classes
+
+
+def test_sort_from_a_report_with_multi_all_places_a_photo_in_each_of_its_faces_classes(photos, tmp_path):
+    photo = sorted(photos.iterdir())[0]
+    report = tmp_path / "r.csv"
+    report.write_text(
+        "path,face,label,status,error\n"
+        f"{photo},1,SadFemale,ok,\n"  # a second face, listed first
+        f"{photo},0,HappyMale,ok,\n"
+    )
+    assert run_cli("sort", "--from-report", report, "--into", tmp_path / "L").returncode == 0
+    assert [p.parent.name for p in placed(tmp_path / "L")] == ["HappyMale"]  # the largest face's class
+    assert run_cli("sort", "--from-report", report, "--into", tmp_path / "A", "--multi", "all").returncode == 0
+    assert sorted(p.parent.name for p in placed(tmp_path / "A")) == ["HappyMale", "SadFemale"]
+
+
+def test_sort_from_a_report_sorts_the_rest_when_a_photo_is_gone_and_exits_1(photos, tmp_path):
+    report, classes = edited_report(photos, tmp_path)
+    gone = sorted(photos.iterdir())[-1]
+    gone.unlink()
+    into = tmp_path / "SORTED"
+    proc = run_cli("sort", "--from-report", report, "--into", into)
+    assert proc.returncode == 1 and f"{gone} does not exist now" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert {p.name for p in placed(into)} == set(classes) - {gone.name}
+    row = [r for r in sort_report(into) if r["source"] == str(gone)][0]
+    assert (row["action"], row["error"]) == ("not sorted", "file not found")
+
+
+@pytest.mark.parametrize(
+    "text,says",
+    [
+        ("path,face,label,status,error\n{photo},0,Happy,ok,\n", "row 1 ({photo}): label 'Happy' is not one of"),
+        ("path,face,label,status,error\n{photo},0,HappyMale,done,\n", "status 'done' is not ok, no_face or error"),
+        ("run,source,destination,label,action,error\n", "is not a facesort classify report (no column path, status)"),
+    ],
+    ids=["label", "status", "a sort report"],
+)
+def test_sort_from_a_report_it_cannot_use_says_why_and_creates_nothing(photos, tmp_path, text, says):
+    photo = sorted(photos.iterdir())[0]
+    report = tmp_path / "r.csv"
+    report.write_text(text.format(photo=photo))
+    into = tmp_path / "SORTED"
+    proc = run_cli("sort", "--from-report", report, "--into", into)
+    assert proc.returncode == 2 and says.format(photo=photo) in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not into.exists()
+    proc = run_cli("sort", photos, "--from-report", report, "--into", into)
+    assert proc.returncode == 2 and "not both" in proc.stderr
