@@ -561,7 +561,8 @@ def sort_cmd(
     sidecars: Annotated[
         bool,
         typer.Option(
-            help="Place each photo's sidecar files (DSC_0001.xmp, DSC_0001.NEF.xmp, IMG_0001.AAE, .pp3, .dop) "
+            help="Place each photo's sidecar files (DSC_0001.xmp, DSC_0001.NEF.xmp, IMG_0001.AAE, .pp3, .dop, Google "
+            "Takeout's IMG_0001.jpg.json) "
             "beside it, named after it.",
         ),
     ] = True,

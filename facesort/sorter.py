@@ -12,6 +12,7 @@ named after the photo's destination, so the editor still finds them beside it.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import errno
 import filecmp
@@ -36,7 +37,8 @@ SOURCE_KEPT = "source not removed"  # the error of a move whose photo was placed
 REPORT_COLUMNS = ("run", "source", "destination", "label", "action", "error")
 # Sidecars, by the extension (any letter case) added to a photo's name without its extension (DSC_0001.xmp:
 # Lightroom, Capture One, digiKam, Bridge; IMG_0001.AAE: Apple Photos' edits) or to its whole name
-# (DSC_0001.NEF.xmp: darktable; .pp3: RawTherapee; .dop: DxO PhotoLab).
+# (DSC_0001.NEF.xmp: darktable; .pp3: RawTherapee; .dop: DxO PhotoLab); and Google Takeout's metadata
+# (IMG_0001.jpg.json, IMG_0001.jpg.supplemental-metadata.json: _takeout_json).
 SIDECARS_OF_STEM = (".xmp", ".aae")
 SIDECARS_OF_NAME = (".xmp", ".pp3", ".dop")
 
@@ -115,7 +117,7 @@ class Sorter:
         self.into, self.mode, self.dry_run, self.sidecars = Path(into), mode, dry_run, sidecars
         # Unique per run even for runs within one second: the report groups rows by it.
         self.run_id = f"{datetime.now().isoformat(timespec='milliseconds')}-{os.getpid()}"
-        self._listed: OrderedDict[str, dict[str, list[str]]] = OrderedDict()  # recent folders' names by stem
+        self._listed: OrderedDict[str, list[str]] = OrderedDict()  # recent folders' file names
         for name in (*CLASSES, NO_FACE_DIR):
             folder = self.into / name
             if os.path.lexists(folder) and not folder.is_dir():
@@ -244,44 +246,44 @@ class Sorter:
         """The sidecars beside `src`: (name, where it goes beside `dest`, the name of another photo that
         shares it, or ""). Found in a listing of the folder, so that a case-insensitive filesystem does not
         make one file two."""
-        by_stem = self._listing(src.parent)
+        names = self._listing(src.parent)
         stem, ext = os.path.splitext(src.name)
         dest_stem = os.path.splitext(dest.name)[0]
         found = []
         if ext:
-            others = [n for n in by_stem.get(stem, ()) if n != src.name and _ext(n) in IMAGE_EXTENSIONS]
-            for name in by_stem.get(stem, ()):
+            same_stem = [n for n in _starting(names, stem + ".") if "." not in n[len(stem) + 1 :]]
+            others = [n for n in same_stem if n != src.name and _ext(n) in IMAGE_EXTENSIONS]
+            for name in same_stem:
                 if _ext(name) in SIDECARS_OF_STEM:
                     found.append((name, dest.parent / (dest_stem + name[len(stem) :]), others[0] if others else ""))
-        for name in by_stem.get(src.name, ()):
-            if _ext(name) in SIDECARS_OF_NAME:
-                found.append((name, dest.parent / (dest.name + name[len(src.name) :]), ""))
+        for name in _starting(names, src.name + "."):
+            tail = name[len(src.name) :]
+            if tail.lower() in SIDECARS_OF_NAME or _takeout_json(tail):
+                found.append((name, dest.parent / (dest.name + tail), ""))
         return [f for f in found if os.path.lexists(src.parent / f[0])]
 
-    def _listing(self, folder: Path) -> dict[str, list[str]]:
-        """The names in `folder` by their stem; the last 32 folders' are kept (photos come folder by folder)."""
+    def _listing(self, folder: Path) -> list[str]:
+        """The names of the files in `folder`, sorted; the last 32 folders' are kept (photos come folder by
+        folder)."""
         key = str(folder)
         if key in self._listed:
             self._listed.move_to_end(key)
             return self._listed[key]
-        by_stem: dict[str, list[str]] = {}
+        names = []
         try:
             with os.scandir(folder) as it:
                 for entry in it:
                     try:
-                        if entry.is_dir():
-                            continue
+                        if not entry.is_dir():
+                            names.append(entry.name)
                     except OSError:
-                        continue
-                    by_stem.setdefault(os.path.splitext(entry.name)[0], []).append(entry.name)
+                        pass
         except OSError:
             pass  # a folder that cannot be listed: no sidecars found
-        for names in by_stem.values():
-            names.sort()
-        self._listed[key] = by_stem
+        self._listed[key] = names = sorted(names)
         if len(self._listed) > 32:
             self._listed.popitem(last=False)
-        return by_stem
+        return names
 
     @staticmethod
     def _copy(src: Path, dest: Path) -> None:
@@ -304,6 +306,22 @@ class Sorter:
 
 def _ext(name: str) -> str:
     return os.path.splitext(name)[1].lower()
+
+
+def _starting(names: list[str], prefix: str) -> list[str]:
+    """The names of a sorted list that start with `prefix`."""
+    i = j = bisect.bisect_left(names, prefix)
+    while j < len(names) and names[j].startswith(prefix):
+        j += 1
+    return names[i:j]
+
+
+def _takeout_json(tail: str) -> bool:
+    """Whether a name that is a photo's name and `tail` is Google Takeout's metadata of that photo: NAME.json
+    (before 2024), NAME.supplemental-metadata.json, or that cut short to fit 51 characters (NAME.supple.json,
+    NAME.s.json: the .json end is kept)."""
+    middle = tail.removesuffix(".json")
+    return middle != tail and (middle == "" or (len(middle) > 1 and "supplemental-metadata".startswith(middle[1:])))
 
 
 def _remove_source(p: Placement, kept_as: str | None) -> None:

@@ -648,3 +648,27 @@ def test_sort_from_a_report_it_cannot_use_says_why_and_creates_nothing(photos, t
     assert "Traceback" not in proc.stderr and not into.exists()
     proc = run_cli("sort", photos, "--from-report", report, "--into", into)
     assert proc.returncode == 2 and "not both" in proc.stderr
+
+
+def test_google_takeouts_metadata_goes_with_its_photo(tmp_path):
+    # Takeout's names: NAME.json before 2024, NAME.supplemental-metadata.json since, cut short to fit 51
+    # characters (the .json kept). An album's metadata.json and a file that is not Takeout's stay.
+    album = tmp_path / "Takeout" / "Google Photos" / "Trip"
+    album.mkdir(parents=True)
+    photo = example_photos()[0]
+    metadata = {
+        "IMG_0001.jpg": "IMG_0001.jpg.json",
+        "IMG_0002.jpg": "IMG_0002.jpg.supplemental-metadata.json",
+        "PXL_20240712_093015123.PORTRAIT.ORIGINAL.jpg": "PXL_20240712_093015123.PORTRAIT.ORIGINAL.jpg.sup.json",
+    }
+    for i, (name, json_name) in enumerate(metadata.items()):
+        (album / name).write_bytes(photo.read_bytes() + bytes([i]))
+        (album / json_name).write_text(f'{{"title": "{name}"}}')
+    (album / "metadata.json").write_text('{"title": "Trip"}')
+    (album / "IMG_0001.jpg.notes.json").write_text("{}")
+    into = tmp_path / "SORTED"
+    assert run_cli("sort", album, "--into", into, "--move").returncode == 0
+    assert sorted(p.name for p in album.iterdir()) == ["IMG_0001.jpg.notes.json", "metadata.json"]
+    for name, json_name in metadata.items():
+        (placed_photo,) = [p for p in placed(into) if p.name == name]
+        assert (placed_photo.parent / json_name).read_text() == f'{{"title": "{name}"}}'
