@@ -36,10 +36,12 @@ REPORT_NAME = "facesort-report.csv"
 SOURCE_KEPT = "source not removed"  # the error of a move whose photo was placed but whose source stays
 REPORT_COLUMNS = ("run", "source", "destination", "label", "action", "error")
 # Sidecars, by the extension (any letter case) added to a photo's name without its extension (DSC_0001.xmp:
-# Lightroom, Capture One, digiKam, Bridge; IMG_0001.AAE: Apple Photos' edits) or to its whole name
+# Lightroom, Capture One, digiKam, Bridge; IMG_0001.AAE: Apple Photos' edits; IMG_0001.MOV: the video half of
+# an iPhone's Live Photo, which cameras that number stills and videos in one sequence never share with a
+# photo of its own) or to its whole name
 # (DSC_0001.NEF.xmp: darktable; .pp3: RawTherapee; .dop: DxO PhotoLab); and Google Takeout's metadata
 # (IMG_0001.jpg.json, IMG_0001.jpg.supplemental-metadata.json: _takeout_json).
-SIDECARS_OF_STEM = (".xmp", ".aae")
+SIDECARS_OF_STEM = (".xmp", ".aae", ".mov")
 SIDECARS_OF_NAME = (".xmp", ".pp3", ".dop")
 
 

@@ -441,7 +441,7 @@ def test_a_relative_symlink_among_the_photos_still_names_its_photo_once_sorted(t
 
 def with_sidecars(folder: Path) -> tuple[Path, dict[str, bytes]]:
     """One example photo as a camera pair (DSC_0001.jpg and DSC_0001.png share DSC_0001.xmp) with an
-    editor's sidecars: Lightroom's by stem, darktable's by whole name, Apple's .AAE."""
+    editor's sidecars: Lightroom's by stem, darktable's by whole name, Apple's .AAE, and a Live Photo's video."""
     folder.mkdir(parents=True)
     jpg = folder / "DSC_0001.jpg"
     shutil.copy2(example_photos()[0], jpg)
@@ -449,6 +449,7 @@ def with_sidecars(folder: Path) -> tuple[Path, dict[str, bytes]]:
         "DSC_0001.xmp": b"<x:xmpmeta>lightroom</x:xmpmeta>",
         "DSC_0001.jpg.xmp": b"<x:xmpmeta>darktable</x:xmpmeta>",
         "DSC_0001.AAE": b"<plist>apple</plist>",
+        "DSC_0001.MOV": b"\0\0\0\x18ftypqt  ",  # a Live Photo's video half
     }
     for name, data in sidecars.items():
         (folder / name).write_bytes(data)
@@ -462,7 +463,8 @@ def test_a_photos_sidecars_go_with_it_named_after_it(tmp_path):
     plan = [line.split(" -> ") for line in run_cli("sort", jpg, "--into", into, "--dry-run").stdout.splitlines()]
     folder = Path(plan[0][1]).parent
     assert plan == [[str(jpg), str(folder / "DSC_0001.jpg")]] + [
-        [str(jpg.parent / name), str(folder / name)] for name in ("DSC_0001.AAE", "DSC_0001.xmp", "DSC_0001.jpg.xmp")
+        [str(jpg.parent / name), str(folder / name)]
+        for name in ("DSC_0001.AAE", "DSC_0001.MOV", "DSC_0001.xmp", "DSC_0001.jpg.xmp")
     ]
     assert not into.exists()
     folder.mkdir(parents=True)
@@ -475,19 +477,21 @@ def test_a_photos_sidecars_go_with_it_named_after_it(tmp_path):
     assert (folder / "DSC_0001-1.xmp").read_bytes() == sidecars["DSC_0001.xmp"]
     assert (folder / "DSC_0001-1.jpg.xmp").read_bytes() == sidecars["DSC_0001.jpg.xmp"]
     assert (folder / "DSC_0001-1.AAE").read_bytes() == sidecars["DSC_0001.AAE"]
+    assert (folder / "DSC_0001-1.MOV").read_bytes() == sidecars["DSC_0001.MOV"]
     rows = sort_report(into)
     assert [(Path(r["source"]).name, Path(r["destination"]).name, r["action"]) for r in rows] == [
         ("DSC_0001.jpg", "DSC_0001-1.jpg", "copied"),
         ("DSC_0001.AAE", "DSC_0001-1.AAE", "copied"),
+        ("DSC_0001.MOV", "DSC_0001-1.MOV", "copied"),
         ("DSC_0001.xmp", "DSC_0001-1.xmp", "copied"),
         ("DSC_0001.jpg.xmp", "DSC_0001-1.jpg.xmp", "copied"),
     ]
     assert {r["label"] for r in rows} == {folder.name}
-    assert "1 copied, 3 sidecars copied" in proc.stderr
+    assert "1 copied, 4 sidecars copied" in proc.stderr
     # A second run finds everything already there.
     run_cli("sort", jpg, "--into", into)
     last = [r for r in sort_report(into) if r["run"] == sort_report(into)[-1]["run"]]
-    assert [r["action"] for r in last] == ["already there"] * 4
+    assert [r["action"] for r in last] == ["already there"] * 5
 
 
 def test_a_move_takes_a_photos_own_sidecars_and_copies_those_another_photo_shares(tmp_path):
@@ -500,10 +504,10 @@ def test_a_move_takes_a_photos_own_sidecars_and_copies_those_another_photo_share
     proc = run_cli("sort", jpg.parent, "--into", into, "--move")
     assert proc.returncode == 0, proc.stderr
     # The photos and darktable's sidecar of the JPEG moved; the shared sidecars stay for whoever looks there.
-    assert sorted(p.name for p in jpg.parent.iterdir()) == ["DSC_0001.AAE", "DSC_0001.xmp"]
+    assert sorted(p.name for p in jpg.parent.iterdir()) == ["DSC_0001.AAE", "DSC_0001.MOV", "DSC_0001.xmp"]
     folder = next(p.parent for p in placed(into) if p.name == "DSC_0001.jpg")
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["DSC_0001.jpg", "DSC_0001.png", "DSC_0001.xmp", "DSC_0001.AAE", "DSC_0001.jpg.xmp"]
+        ["DSC_0001.jpg", "DSC_0001.png", "DSC_0001.xmp", "DSC_0001.AAE", "DSC_0001.MOV", "DSC_0001.jpg.xmp"]
     )
     for name, data in sidecars.items():
         assert (folder / name).read_bytes() == data
@@ -514,9 +518,11 @@ def test_a_move_takes_a_photos_own_sidecars_and_copies_those_another_photo_share
         ("DSC_0001.jpg.xmp", "moved", ""),
         ("DSC_0001.xmp", "copied", "not moved: also the sidecar of DSC_0001.png"),
         ("DSC_0001.AAE", "copied", "not moved: also the sidecar of DSC_0001.png"),
+        ("DSC_0001.MOV", "copied", "not moved: also the sidecar of DSC_0001.png"),
         # the PNG's turn: the JPEG's copy is the same file
         ("DSC_0001.xmp", "already there", "not moved: also the sidecar of DSC_0001.jpg"),
         ("DSC_0001.AAE", "already there", "not moved: also the sidecar of DSC_0001.jpg"),
+        ("DSC_0001.MOV", "already there", "not moved: also the sidecar of DSC_0001.jpg"),
     }
 
 
@@ -556,7 +562,7 @@ def test_a_move_that_leaves_the_photo_where_it_is_copies_its_sidecars(tmp_path):
     last = [r for r in sort_report(into) if r["run"] == sort_report(into)[-1]["run"]]
     assert [(r["action"], r["error"]) for r in last] == [("already there", "")] + [
         ("copied", "not moved: its photo stays where it is")
-    ] * 3
+    ] * 4
 
 
 def test_no_sidecars_leaves_them_out(tmp_path):
