@@ -149,19 +149,30 @@ class Sorter:
 
     def place(self, source: str, label: str, mode: str | None = None) -> list[Placement]:
         """Put `source` into the `label` folder under a free name (by `mode`, the sorter's unless given), or
-        find it already there; then its sidecars beside it. A move removes the photo's source last, so that a
-        run killed before then finds the photo already there and its sidecars still to move."""
+        find it already there; then its sidecars beside it, under the name that is free for all of them. A move
+        removes the photo's source last, so that a run killed before then finds the photo already there and its
+        sidecars still to move."""
         mode = mode or self.mode
         src = Path(source)
-        photo, kept_as = self._place_file(src, label, mode)
+        sidecars = self._sidecars(src) if self.sidecars else []
+
+        def fits(dest: Path) -> bool:  # a name whose sidecars' names are free (or hold them already)
+            return all(
+                not os.path.lexists(_beside(dest, src, side))
+                or _same_content(src.parent / side[0], _beside(dest, src, side))
+                for side in sidecars
+            )
+
+        photo, kept_as = self._place_file(src, label, mode, fits=fits)
         placements = [photo]
-        if self.sidecars and photo.destination and photo.action != "not sorted":
+        if sidecars and photo.destination and photo.action != "not sorted":
             dest = Path(photo.destination)
             # A sidecar moves only with its photo: not where the photo stays (its only copy is the source)
             photo_moves = kept_as is not None or photo.action == "would move"
-            for name, target, shared in self._sidecars(src, dest):
+            for side in sidecars:
+                name, shared = side[0], side[2]
                 side_mode = "copy" if mode == "move" and (shared or not photo_moves) else mode
-                p, side_kept_as = self._place_file(src.parent / name, label, side_mode, target)
+                p, side_kept_as = self._place_file(src.parent / name, label, side_mode, _beside(dest, src, side))
                 _remove_source(p, side_kept_as)
                 if side_mode != mode and p.action != "not sorted":
                     p.error = (
@@ -171,9 +182,11 @@ class Sorter:
         _remove_source(photo, kept_as)  # only once the photo and its sidecars are complete
         return placements
 
-    def _place_file(self, src: Path, label: str, mode: str, target: Path | None = None) -> tuple[Placement, str | None]:
-        """Place `src` in the `label` folder: under the first free name, or at `target` only (a sidecar).
-        For a move whose source is still to be removed, the action it is if that fails (else None)."""
+    def _place_file(
+        self, src: Path, label: str, mode: str, target: Path | None = None, fits=lambda dest: True
+    ) -> tuple[Placement, str | None]:
+        """Place `src` in the `label` folder: under the first free name that `fits`, or at `target` only (a
+        sidecar). For a move whose source is still to be removed, the action it is if that fails (else None)."""
         source, sidecar = str(src), target is not None
         folder = self.into / label
         limit = _name_max(folder if folder.is_dir() else self.into)
@@ -184,6 +197,8 @@ class Sorter:
             if os.path.lexists(dest):
                 if _same_content(src, dest):
                     return self._already_there(source, dest, label, mode, sidecar)
+                continue
+            if not fits(dest):
                 continue
             if self.dry_run:
                 return Placement(source, str(dest), label, f"would {mode}", sidecar=sidecar), None
@@ -244,24 +259,21 @@ class Sorter:
         self._copy(src, dest)
         return "copied", None
 
-    def _sidecars(self, src: Path, dest: Path) -> list[tuple[str, Path, str]]:
-        """The sidecars beside `src`: (name, where it goes beside `dest`, the name of another photo that
-        shares it, or ""). Found in a listing of the folder, so that a case-insensitive filesystem does not
-        make one file two."""
+    def _sidecars(self, src: Path) -> list[tuple[str, bool, str]]:
+        """The sidecars beside `src`: (name, whether it is named by the photo's name without its extension,
+        the name of another photo that shares it, or ""). Found in a listing of the folder, so that a
+        case-insensitive filesystem does not make one file two."""
         names = self._listing(src.parent)
         stem, ext = os.path.splitext(src.name)
-        dest_stem = os.path.splitext(dest.name)[0]
         found = []
         if ext:
             same_stem = [n for n in _starting(names, stem + ".") if "." not in n[len(stem) + 1 :]]
             others = [n for n in same_stem if n != src.name and _ext(n) in IMAGE_EXTENSIONS]
-            for name in same_stem:
-                if _ext(name) in SIDECARS_OF_STEM:
-                    found.append((name, dest.parent / (dest_stem + name[len(stem) :]), others[0] if others else ""))
+            found += [(n, True, others[0] if others else "") for n in same_stem if _ext(n) in SIDECARS_OF_STEM]
         for name in _starting(names, src.name + "."):
             tail = name[len(src.name) :]
             if tail.lower() in SIDECARS_OF_NAME or _takeout_json(tail):
-                found.append((name, dest.parent / (dest.name + tail), ""))
+                found.append((name, False, ""))
         return [f for f in found if os.path.lexists(src.parent / f[0])]
 
     def _listing(self, folder: Path) -> list[str]:
@@ -304,6 +316,14 @@ class Sorter:
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
+
+
+def _beside(dest: Path, src: Path, sidecar: tuple[str, bool, str]) -> Path:
+    """Where a sidecar of `src` goes when `src` goes to `dest`: its name with the photo's part renamed."""
+    name, by_stem = sidecar[0], sidecar[1]
+    if by_stem:
+        return dest.parent / (os.path.splitext(dest.name)[0] + name[len(os.path.splitext(src.name)[0]) :])
+    return dest.parent / (dest.name + name[len(src.name) :])
 
 
 def _ext(name: str) -> str:

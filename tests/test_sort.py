@@ -538,17 +538,18 @@ def test_a_move_killed_before_removing_the_photo_moves_its_sidecars_on_the_rerun
         assert (dest.parent / name).read_bytes() == data
 
 
-def test_a_sidecar_whose_name_is_taken_stays_where_it_is(tmp_path):
+def test_a_photo_whose_sidecars_name_is_taken_takes_the_next_name_free_for_all_of_them(tmp_path):
     jpg, sidecars = with_sidecars(tmp_path / "in")
     into = tmp_path / "SORTED"
     dest = Path(run_cli("sort", jpg, "--into", into, "--dry-run").stdout.splitlines()[0].split(" -> ")[1])
     dest.parent.mkdir(parents=True)
-    (dest.parent / "DSC_0001.xmp").write_bytes(b"another photo's edits")
+    (dest.parent / "DSC_0001.xmp").write_bytes(b"another photo's edits")  # the photo's own name is free
     assert run_cli("sort", jpg.parent, "--into", into, "--move").returncode == 0
     assert (dest.parent / "DSC_0001.xmp").read_bytes() == b"another photo's edits"
-    assert sorted(p.name for p in jpg.parent.iterdir()) == ["DSC_0001.xmp"]  # not moved, not lost
-    row = [r for r in sort_report(into) if r["source"] == str(jpg.parent / "DSC_0001.xmp")][0]
-    assert (row["action"], row["error"]) == ("not sorted", "a different DSC_0001.xmp is already there")
+    assert list(jpg.parent.iterdir()) == []
+    assert not dest.exists() and (dest.parent / "DSC_0001-1.jpg").is_file()
+    for name, data in sidecars.items():
+        assert (dest.parent / name.replace("DSC_0001", "DSC_0001-1")).read_bytes() == data
 
 
 def test_a_move_that_leaves_the_photo_where_it_is_copies_its_sidecars(tmp_path):
