@@ -584,7 +584,15 @@ def sort_cmd(
 ) -> None:
     """Copy (or move, link) photos into INTO/{HappyMale,HappyFemale,SadMale,SadFemale,NoFace}."""
     from facesort.pipeline import group_by_image
-    from facesort.sorter import REPORT_NAME, SOURCE_KEPT, Sorter, SortReport, destinations, not_a_folder
+    from facesort.sorter import (
+        REPORT_NAME,
+        SOURCE_KEPT,
+        Sorter,
+        SortReport,
+        destinations,
+        not_a_folder,
+        not_a_photo_file,
+    )
 
     if sum((move, hardlink, symlink)) > 1:
         fail("choose one of --move, --hardlink, --symlink", 2)
@@ -639,9 +647,10 @@ def sort_cmd(
                 kept += [result_row(r) for r in rows]
             source = rows[0].path
             labels = destinations(rows, multi.value)
-            if run is None and labels and not os.path.lexists(source):  # gone since the report was written
-                gone.append(source)
-                placements = [Placement(source, "", labels[0], "not sorted", "file not found")]
+            why = not_a_photo_file(source) if run is None and labels else ""  # changed since the report?
+            if why:
+                gone += [source] if why == "file not found" else []
+                placements = [Placement(source, "", labels[0], "not sorted", why)]
             else:
                 placements = sorter.place_all(source, labels)
             placements = placements or [Placement(source, "", "", "not sorted", rows[0].error)]

@@ -20,6 +20,7 @@ import io
 import os
 import secrets
 import shutil
+import stat
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,6 +99,20 @@ def groups_from_report(rows: list[dict]) -> list[list[FaceResult]]:
     for group in photos.values():
         group.sort(key=lambda r: -1 if r.face is None else r.face)
     return list(photos.values())
+
+
+def not_a_photo_file(path: str) -> str:
+    """Why a report's path cannot be sorted now ("file not found", "is a directory", ...), or "" where it can:
+    a regular file, or a symlink to one."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "broken symlink" if os.path.islink(path) else "file not found"
+    except OSError as e:
+        return e.strerror or str(e)
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    return "" if stat.S_ISREG(mode) else "not a regular file"
 
 
 def not_a_folder(path: Path) -> str:

@@ -679,3 +679,19 @@ def test_google_takeouts_metadata_goes_with_its_photo(tmp_path):
     for name, json_name in metadata.items():
         (placed_photo,) = [p for p in placed(into) if p.name == name]
         assert (placed_photo.parent / json_name).read_text() == f'{{"title": "{name}"}}'
+
+
+def test_sort_from_a_report_leaves_a_path_that_is_no_longer_a_photo_file_where_it_is(photos, tmp_path):
+    # A report edited by hand, or a file replaced since: a folder or a named pipe is not placed.
+    pipe = photos / "pipe.jpg"
+    os.mkfifo(pipe)
+    report = tmp_path / "r.csv"
+    report.write_text(f"path,face,label,status,error\n{photos},0,HappyMale,ok,\n{pipe},0,SadMale,ok,\n")
+    into = tmp_path / "SORTED"
+    proc = run_cli("sort", "--from-report", report, "--into", into, "--move", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert [(r["action"], r["error"]) for r in sort_report(into)] == [
+        ("not sorted", "is a directory"),
+        ("not sorted", "not a regular file"),
+    ]
+    assert pipe.exists() and placed(into) == []
