@@ -718,6 +718,57 @@ def _report_groups(path: Path, page: bool = False):
 
 
 @app.command()
+def unsort(
+    into: Annotated[Path, typer.Argument(help="A folder that facesort sort wrote (it holds facesort-report.csv).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Put back what sort placed in INTO, by its report: moved photos return, copies and links go."""
+    from facesort.sorter import REPORT_NAME, SortReport, Unsorter, read_sort_report, to_undo
+
+    try:
+        rows = to_undo(read_sort_report(into))
+    except ValueError as e:
+        fail(str(e), 2)
+    unsorter = Unsorter(into, dry_run)
+    report = None
+    if not dry_run:
+        try:
+            report = SortReport(into)
+        except OSError as e:
+            fail(f"cannot write to {into}: {e.strerror or e}")
+    counts: dict[str, int] = {}
+    kept = 0
+
+    def said() -> str:
+        return f"{sum(counts.values()):,} files put back or planned; the same command again puts back the rest"
+
+    from collections import Counter
+
+    waiting = Counter(row["destination"] for row in rows)
+    with _interruptible(said):
+        for row in rows:
+            waiting[row["destination"]] -= 1
+            p = unsorter.undo(row, needed=waiting[row["destination"]] > 0)
+            counts[p.action] = counts.get(p.action, 0) + 1
+            kept += p.action == "kept"
+            if dry_run:
+                shown = {"would return": p.source, "would remove": f"(remove: {p.source} holds the same photo)"}
+                with _output_errors("-"):
+                    print(f"{p.destination} -> {shown.get(p.action) or f'({p.action}: {p.error})'}", flush=True)
+            else:
+                with _output_errors(into / REPORT_NAME, "; putting back stopped (a rerun goes on)"):
+                    report.write(unsorter.run_id, p)
+    if report:
+        report.close()
+        unsorter.remove_empty_folders()
+    if not quiet:
+        _err_console().print(", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to put back")
+    if kept:
+        fail(f"{kept} files stay in {_plain(into)} (why: the error column of {_plain(into / REPORT_NAME)})")
+
+
+@app.command()
 def report(
     csv_file: Annotated[
         Path, typer.Argument(help="A report written by facesort classify (CSV, or JSON Lines from --format jsonl).")

@@ -455,3 +455,102 @@ def _csv_line(values) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(values)
     return buf.getvalue()
+
+
+# ---- unsort: putting back what sort placed ------------------------------------------------------------------
+PLACED = ("copied", "moved", "hardlinked", "symlinked")  # report actions that put a file into SORTED
+UNDONE = ("returned", "removed", "gone")  # unsort's actions that leave nothing of a placement in SORTED
+
+
+def read_sort_report(into: Path) -> list[dict]:
+    """The rows of SORTED/facesort-report.csv. ValueError with one sentence where there is none, or it is
+    not a sort's report."""
+    path = into / REPORT_NAME
+    try:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != REPORT_COLUMNS:
+                raise ValueError(f"{path} is not a facesort sort report (its columns: {REPORT_COLUMNS})")
+            return list(reader)
+    except FileNotFoundError:
+        raise ValueError(f"{into} holds no {REPORT_NAME}: nothing facesort sorted there to put back") from None
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    except csv.Error as e:
+        raise ValueError(f"{path} is not a readable CSV file ({e})") from None
+
+
+def to_undo(rows: list[dict]) -> list[dict]:
+    """The placements of a sort report that no unsort has put back yet, last first."""
+    open_: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        key = (row["source"], row["destination"])
+        if row["action"] in PLACED and row["destination"]:
+            open_[key] = row
+        elif row["action"] in UNDONE:
+            open_.pop(key, None)
+    return list(open_.values())[::-1]
+
+
+class Unsorter:
+    """Puts back what sort placed, by its report, never losing a file: a moved photo goes back to where it was
+    (where that name is free), a copy or link is removed only while its source holds the same photo, and
+    anything else stays in SORTED: a moved photo whose name another file has taken, a copy whose photo is gone
+    or changed."""
+
+    def __init__(self, into: str | os.PathLike, dry_run: bool = False) -> None:
+        self.into, self.dry_run = Path(into), dry_run
+        self.run_id = f"{datetime.now().isoformat(timespec='milliseconds')}-{os.getpid()}"
+
+    def undo(self, row: dict, needed: bool = False) -> Placement:
+        """Put back one placement. `needed`: a placement still to be put back has the same destination (two
+        photos of the same name and bytes, moved to one file), so a moved photo returns as a copy."""
+        src, dest = row["source"], row["destination"]
+
+        def done(action: str, error: str = "") -> Placement:
+            return Placement(src, dest, row["label"], action, error)
+
+        if not os.path.lexists(dest):
+            return done("gone", "not in its class folder any more")
+        if os.path.lexists(src):
+            if not _same_content(src, dest):  # the same file (a link to it) or the same bytes
+                return done("kept", "a different file is where it came from")
+            if self.dry_run:
+                return done("would remove")
+            os.unlink(dest)  # a copy, or a link, of what is still at the source
+            return done("removed")
+        if row["action"] != "moved":  # a copy or link of a photo gone from where it was: maybe its only copy
+            return done("kept", "its photo is gone from where it was")
+        if self.dry_run:
+            return done("would return")
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(src)), exist_ok=True)
+            if os.path.islink(dest):  # a symlink among the photos, moved: it goes back as a link
+                os.symlink(os.readlink(dest), src)
+            elif needed:
+                Sorter._copy(Path(dest), Path(src))
+                return done("returned")
+            else:
+                try:
+                    os.link(dest, src)  # never over a file that appeared meanwhile
+                except OSError as e:
+                    if e.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+                        raise
+                    Sorter._copy(Path(dest), Path(src))
+        except FileExistsError:
+            return done("kept", "a different file is where it came from")
+        except OSError as e:
+            return done("kept", f"cannot put it back: {e.strerror or e}")
+        try:
+            os.unlink(dest)
+        except OSError as e:
+            return done("returned", f"its copy in SORTED not removed: {e.strerror or e}")
+        return done("returned")
+
+    def remove_empty_folders(self) -> None:
+        """The class folders that unsorting left empty (never one holding anything)."""
+        for name in (*CLASSES, NO_FACE_DIR):
+            try:
+                os.rmdir(self.into / name)
+            except OSError:
+                pass

@@ -695,3 +695,89 @@ def test_sort_from_a_report_leaves_a_path_that_is_no_longer_a_photo_file_where_i
         ("not sorted", "not a regular file"),
     ]
     assert pipe.exists() and placed(into) == []
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file and link under `folder` by relative path: a file's digest, a link's target."""
+    return {
+        str(p.relative_to(folder)): f"-> {os.readlink(p)}" if p.is_symlink() else digest(p)
+        for p in folder.rglob("*")
+        if p.is_symlink() or p.is_file()
+    }
+
+
+@pytest.mark.parametrize("mode", ["--move", "--copy", "--hardlink", "--symlink"])
+def test_unsort_puts_every_photo_back_as_it_was(tmp_path, mode):
+    photos = tmp_path / "in"
+    make_many(photos / "trip", copies=1)
+    make_many(photos, copies=1)
+    first = sorted((photos / "trip").iterdir())[0]
+    first.with_suffix(".xmp").write_text("edits")  # a sidecar goes back too
+    relative = photos / "album" / "link.jpg"
+    relative.parent.mkdir()
+    relative.symlink_to(Path("..") / "trip" / first.name)  # a symlink among the photos comes back as a link
+    before = tree(photos)
+    into = tmp_path / "SORTED"
+    sort_args = ["--move"] if mode == "--move" else [] if mode == "--copy" else [mode]
+    assert run_cli("sort", photos, "--into", into, "--multi", "all", *sort_args).returncode == 0
+    sorted_tree = tree(photos)
+    plan = run_cli("unsort", into, "--dry-run")
+    placements = [r for r in sort_report(into) if r["action"] != "already there"]
+    assert plan.returncode == 0 and len(plan.stdout.splitlines()) == len(placements)
+    assert tree(photos) == sorted_tree  # the dry run changed nothing
+    proc = run_cli("unsort", into)
+    assert proc.returncode == 0, proc.stderr
+    put_back = tree(photos)
+    after = dict(put_back)
+    if mode == "--move":  # the link came back naming its photo by an absolute path, the way it was moved
+        assert os.path.normpath(after.pop("album/link.jpg")[3:]) == str(first)
+        before.pop("album/link.jpg")
+    assert after == before
+    assert [p.name for p in into.iterdir()] == ["facesort-report.csv"]  # the class folders, empty, are gone
+    again = run_cli("unsort", into)
+    assert again.returncode == 0 and "nothing to put back" in again.stderr
+    assert tree(photos) == put_back  # the second run changed nothing
+
+
+def test_unsort_never_removes_or_overwrites_a_file_that_changed_since(tmp_path):
+    photos, into = tmp_path / "in", tmp_path / "SORTED"
+    make_many(photos, copies=1)
+    assert run_cli("sort", photos, "--into", into).returncode == 0
+    copies = placed(into)
+    copies[0].write_bytes(b"retouched in SORTED")  # its photo is no longer the same: it stays
+    Path(sort_report(into)[2]["source"]).unlink()  # a photo deleted since: its copy is the only one, it stays
+    proc = run_cli("unsort", into)
+    assert proc.returncode == 1 and "2 files stay in" in proc.stderr, proc.stderr
+    assert copies[0].read_bytes() == b"retouched in SORTED"
+    assert Path(sort_report(into)[2]["destination"]).is_file()
+    assert len(placed(into)) == 2
+
+    photos, moved = tmp_path / "in2", tmp_path / "MOVED"
+    make_many(photos, copies=1)
+    assert run_cli("sort", photos, "--into", moved, "--move").returncode == 0
+    taken = Path(sort_report(moved)[1]["source"])
+    taken.write_bytes(b"a new file under the old name")  # where a moved photo came from, another file is now
+    proc = run_cli("unsort", moved)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert taken.read_bytes() == b"a new file under the old name"
+    row = [r for r in sort_report(moved) if r["source"] == str(taken)][-1]
+    assert (row["action"], row["error"]) == ("kept", "a different file is where it came from")
+    assert Path(row["destination"]).is_file()  # still in SORTED
+    assert len(placed(moved)) == 1 and len(list(photos.iterdir())) == len(example_photos())
+
+
+def test_unsort_of_a_folder_sort_did_not_write_says_so(tmp_path):
+    proc = run_cli("unsort", tmp_path)
+    assert proc.returncode == 2 and "holds no facesort-report.csv" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unsort_killed_between_putting_a_photo_back_and_removing_it_from_sorted_finishes_on_the_rerun(tmp_path):
+    photos, into = tmp_path / "in", tmp_path / "SORTED"
+    before = make_many(photos, copies=1)
+    assert run_cli("sort", photos, "--into", into, "--move").returncode == 0
+    row = sort_report(into)[0]
+    os.link(row["destination"], row["source"])  # where a killed unsort stops: back, and still in SORTED
+    assert run_cli("unsort", into).returncode == 0
+    assert snapshot(photos) == before and placed(into) == []
+    mine = [r for r in sort_report(into) if r["source"] == row["source"]]
+    assert [r["action"] for r in mine] == ["moved", "removed"]
