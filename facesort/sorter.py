@@ -514,7 +514,10 @@ class Unsorter:
             return done("gone", "not in its class folder any more")
         if os.path.lexists(src):
             if not _same_content(src, dest):  # the same file (a link to it) or the same bytes
-                return done("kept", "a different file is where it came from")
+                moved = row["action"] == "moved"
+                return done(
+                    "kept", "a different file is where it came from" if moved else "it or its photo changed since"
+                )
             if self.dry_run:
                 return done("would remove")
             os.unlink(dest)  # a copy, or a link, of what is still at the source

@@ -749,6 +749,11 @@ def test_unsort_never_removes_or_overwrites_a_file_that_changed_since(tmp_path):
     proc = run_cli("unsort", into)
     assert proc.returncode == 1 and "2 files stay in" in proc.stderr, proc.stderr
     assert copies[0].read_bytes() == b"retouched in SORTED"
+    unsorted = {r["destination"]: r["error"] for r in sort_report(into) if r["action"] == "kept"}
+    assert unsorted == {
+        str(copies[0]): "it or its photo changed since",
+        sort_report(into)[2]["destination"]: "its photo is gone from where it was",
+    }
     assert Path(sort_report(into)[2]["destination"]).is_file()
     assert len(placed(into)) == 2
 
