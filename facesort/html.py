@@ -21,6 +21,7 @@ import cv2
 from facesort.crop import FaceBox, crop_face
 from facesort.images import THUMBNAILS_MARK, read_image
 from facesort.model import CLASSES
+from facesort.report import COLUMNS
 
 THUMB = 72
 THUMB_SCALE = 1.4  # a little more than the model's crop, so a person can see the face in context
@@ -78,11 +79,13 @@ def build_page(
     of faces stays small enough to open at once."""
     out = Path(out)
     faces, no_face, errors = [], [], []
-    by_path: dict[str, list[dict]] = {}
+    by_path: dict[str, list[tuple[int, dict]]] = {}
+    table = []  # every row as the report's CSV has it, for the page's corrected report
     for r in rows:
+        table.append(["" if r.get(c) is None else str(r[c]) for c in COLUMNS])
         status = r.get("status")
         if status == "ok":
-            by_path.setdefault(r["path"], []).append(r)
+            by_path.setdefault(r["path"], []).append((len(table) - 1, r))
         elif status == "no_face":
             no_face.append(r["path"])
         else:
@@ -96,8 +99,9 @@ def build_page(
             raise FileExistsError(errno.EEXIST, f"{folder} holds files facesort did not write", str(folder))
         folder.mkdir(exist_ok=True)
         (folder / THUMBNAILS_MARK).write_text("Thumbnails of a facesort page: facesort does not classify them.\n")
-    for path, face_rows in by_path.items():
-        for r, thumb in zip(face_rows, _thumbs(path, face_rows)):
+    for path, numbered in by_path.items():
+        face_rows = [r for _, r in numbered]
+        for (i, r), thumb in zip(numbered, _thumbs(path, face_rows)):
             if thumb is None:
                 src = None
             elif embed:
@@ -115,6 +119,7 @@ def build_page(
                     "face": int(float(r["face"])),
                     "path": _rel(path, base),
                     "t": src,
+                    "i": i,
                 }
             )
     counts = {c: sum(f["c"] == i for f in faces) for i, c in enumerate(CLASSES)}
@@ -132,6 +137,8 @@ def build_page(
         "faces": faces,
         "noFace": [_rel(p, base) for p in no_face],
         "errors": [[_rel(p, base), e] for p, e in errors],
+        "columns": list(COLUMNS),
+        "rows": table,
     }
     # JSON inside <script>: escape "</" so no path can close the tag.
     page = page.replace("__DATA__", json.dumps(data, separators=(",", ":")).replace("</", "<\\/"))
@@ -183,6 +190,9 @@ h1{font-size:20px;margin:0 0 8px}
 .card img{width:72px;height:72px;display:block;border-radius:4px;background:#eee}
 .card .conf{font-weight:600}
 .low{color:#b00}
+.card select{width:72px;font-size:10px}
+.card.fixed img{outline:3px solid #2a8;outline-offset:-3px}
+.fixbar{margin:8px 0}
 button.more{margin:8px 0}
 details{margin-top:16px}
 td{padding:2px 8px}
@@ -197,6 +207,9 @@ __CHART__
  <label>Confidence at most <input id="maxconf" type="range" min="0.25" max="1" step="0.01" value="1">
  <span id="maxconfv">1.00</span></label>
 </div>
+<div class="fixbar"><button id="export">Download the report with your corrections</button>
+ <span id="edits">no class changed yet</span><br><small>Change a face's class with the menu under it, download,
+ then <code>facesort sort --from-report report-corrected.csv --into SORTED/</code> sorts the photos by it.</small></div>
 <div class="grid" id="grid"></div>
 <details id="nofaces"><summary>Photos without a face</summary><ul></ul></details>
 <details id="errors"><summary>Files with errors</summary><table></table></details>
@@ -221,9 +234,13 @@ function render(){
     col.innerHTML = `<h2>${name} <span class="count" data-class="${name}">${faces.length}</span></h2>`;
     const box = document.createElement('div'); box.className = 'cards';
     box.innerHTML = faces.slice(0, shown[ci]).map(f =>
-      `<div class="card" title="${esc(f.path)} face ${f.face}\\np_happy ${f.ph}  p_male ${f.pm}">` +
+      `<div class="card${f.c !== f.c0 ? ' fixed' : ''}" title="${esc(f.path)} face ${f.face}\\np_happy ${f.ph}  ` +
+      `p_male ${f.pm}${f.c !== f.c0 ? '\\nthe model said ' + D.classes[f.c0] : ''}">` +
       (f.t ? `<img alt="" src="${esc(f.t)}">` : '<div>(photo gone)</div>') +
-      `<span class="conf ${f.conf < 0.5 ? 'low' : ''}">${(100 * f.conf).toFixed(0)}%</span></div>`).join('');
+      `<span class="conf ${f.conf < 0.5 ? 'low' : ''}">${(100 * f.conf).toFixed(0)}%</span>` +
+      `<select class="fix" data-k="${f.k}" aria-label="class">` +
+      D.classes.map((c, j) => `<option value="${j}"${j === f.c ? ' selected' : ''}>${c}</option>`).join('') +
+      '</select></div>').join('');
     cards += Math.min(faces.length, shown[ci]);
     col.appendChild(box);
     if (faces.length > shown[ci]) {
@@ -244,6 +261,33 @@ function render(){
     document.body.dataset.thumbsLoaded = r.reduce((a, b) => a + b, 0);
   });
 }
+D.faces.forEach((f, k) => { f.k = k; f.c0 = f.c; });
+grid.addEventListener('change', e => {
+  if (!e.target.classList.contains('fix')) return;
+  D.faces[+e.target.dataset.k].c = +e.target.value;
+  const n = D.faces.filter(f => f.c !== f.c0).length;
+  document.getElementById('edits').textContent = n ? `${n} classes changed` : 'no class changed yet';
+  render();
+});
+// The report as the CSV facesort wrote, each changed face with its new class (and that class's probability as
+// its confidence): what `facesort sort --from-report` sorts by.
+function correctedReport(){
+  const col = name => D.columns.indexOf(name);
+  const rows = D.rows.map(r => r.slice());
+  D.faces.filter(f => f.c !== f.c0).forEach(f => {
+    const cls = D.classes[f.c];
+    rows[f.i][col('label')] = cls;
+    rows[f.i][col('confidence')] = rows[f.i][col('p_' + cls)];
+  });
+  const field = v => /[",\\r\\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v;
+  return [D.columns, ...rows].map(r => r.map(field).join(',') + '\\n').join('');
+}
+document.getElementById('export').onclick = () => {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([correctedReport()], {type: 'text/csv'}));
+  a.download = 'report-corrected.csv';
+  document.body.appendChild(a); a.click(); a.remove();
+};
 document.getElementById('order').onchange = render;
 document.getElementById('maxconf').oninput = render;
 document.querySelector('#nofaces ul').innerHTML = D.noFace.map(p => `<li>${esc(p)}</li>`).join('');

@@ -161,3 +161,50 @@ def test_large_reports_keep_thumbnails_in_a_folder_beside_the_page(report, tmp_p
     if CHROMIUM:
         dom = rendered_dom(browser(tmp_path / "profile2"), page)
         assert f'data-thumbs-loaded="{len(data["faces"])}"' in dom
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian package chromium)")
+def test_classes_changed_on_the_page_come_out_as_a_report_sort_places_photos_by(report, tmp_path):
+    csv_path, page = report
+    original = csv_path.read_text()
+    rows = list(csv.DictReader(io.StringIO(original)))
+    k0 = embedded_data(page)["faces"][0]["i"]  # the row of the page's first face
+    new = "SadMale" if rows[k0]["label"] != "SadMale" else "HappyFemale"
+    # The page in a frame, as a user would use it: the first face's menu set to another class. The browser is
+    # given file access so the frame's script can be driven; the corrected report is read from the frame.
+    driver = page.with_name("driver.html")
+    driver.write_text(
+        f'<iframe id="f" src="{page.name}"></iframe><script>'
+        "f.onload = () => { const w = f.contentWindow;"
+        " const menu = w.document.querySelector('select.fix[data-k=\"0\"]');"
+        f" menu.value = [...menu.options].find(o => o.text === '{new}').value;"
+        " menu.dispatchEvent(new Event('change', {bubbles: true}));"
+        " const out = document.createElement('textarea'); out.id = 'csv'; out.value = w.correctedReport();"
+        " out.textContent = out.value; document.body.appendChild(out);"
+        " document.body.dataset.edits = w.document.getElementById('edits').textContent; };"
+        "</script>"
+    )
+    dom = subprocess.run(
+        [*browser(tmp_path / "profile"), "--allow-file-access-from-files", "--dump-dom", driver.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert 'data-edits="1 classes changed"' in dom, dom[:2000]
+    import html as html_module
+
+    corrected = html_module.unescape(re.search(r'<textarea id="csv">(.*?)</textarea>', dom, re.S).group(1))
+    # The same report, byte for byte, but the changed face: its new class, with that class's probability.
+    expected = [dict(r) for r in rows]
+    expected[k0].update(label=new, confidence=rows[k0][f"p_{new}"])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, rows[0].keys(), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(expected)
+    assert corrected == buf.getvalue() and corrected != original
+    # ... which sort takes as it is.
+    fixed = tmp_path / "report-corrected.csv"
+    fixed.write_text(corrected)
+    into = tmp_path / "SORTED"
+    assert run_cli("sort", "--from-report", fixed, "--into", into).returncode == 0
+    assert (into / new / Path(rows[k0]["path"]).name).is_file()
