@@ -681,9 +681,12 @@ def sort_cmd(
     if run:
         run.finish()
     elif gone:
+        relative = any(not os.path.isabs(p) for p in gone)
         fail(
             f"{_joined(gone)} {'does' if len(gone) == 1 else 'do'} not exist now ('not sorted' rows in "
-            f"{_plain(into / REPORT_NAME)}; the other photos of the report were sorted)"
+            f"{_plain(into / REPORT_NAME)}; "
+            + ("the other photos of the report were sorted)" if set(counts) - {"not sorted"} else "nothing was sorted)")
+            + ("; the report's relative paths are read from the current folder, as classify wrote them" * relative)
         )
 
 

@@ -786,3 +786,15 @@ def test_unsort_killed_between_putting_a_photo_back_and_removing_it_from_sorted_
     assert snapshot(photos) == before and placed(into) == []
     mine = [r for r in sort_report(into) if r["source"] == row["source"]]
     assert [r["action"] for r in mine] == ["moved", "removed"]
+
+
+def test_sort_from_a_report_of_relative_paths_reads_them_from_the_current_folder_and_says_so(photos, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # the working tree's facesort
+    assert run_cli("classify", photos.name, "--out", "r.csv", "-q", cwd=tmp_path, env=env).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = run_cli("sort", "--from-report", tmp_path / "r.csv", "--into", tmp_path / "S", cwd=elsewhere, env=env)
+    assert proc.returncode == 1 and "nothing was sorted" in proc.stderr, proc.stderr
+    assert "relative paths are read from the current folder" in proc.stderr
+    proc = run_cli("sort", "--from-report", "r.csv", "--into", "S", cwd=tmp_path, env=env)
+    assert proc.returncode == 0 and len(placed(tmp_path / "S")) == len(example_photos())
