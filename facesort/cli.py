@@ -22,9 +22,9 @@ app = typer.Typer(
     help="Classify every face in photos as HappyMale, HappyFemale, SadMale or SadFemale.\n\n"
     "Exit codes: 0 every input was processed (unreadable files are rows with status=error); "
     "1 the run could not proceed (model missing, output not writable), or a path named does not exist (the "
-    "others are processed); 2 usage error (none of the paths named exists, an output that would replace a photo or a "
-    "report); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM: kill, timeout); what was written so far stays "
-    "whole.",
+    "others are processed), or unsort left files in place (each a kept row saying why); 2 usage error (none of "
+    "the paths named exists, an output that would replace a photo or a report); 130 interrupted (Ctrl-C), 143 "
+    "terminated (SIGTERM: kill, timeout); what was written so far stays whole.",
 )
 
 
