@@ -44,6 +44,7 @@ REPORT_COLUMNS = ("run", "source", "destination", "label", "action", "error")
 # (IMG_0001.jpg.json, IMG_0001.jpg.supplemental-metadata.json: _takeout_json).
 SIDECARS_OF_STEM = (".xmp", ".aae", ".mov")
 SIDECARS_OF_NAME = (".xmp", ".pp3", ".dop")
+SIDECAR_EXTENSIONS = frozenset((*SIDECARS_OF_STEM, *SIDECARS_OF_NAME, ".json"))
 
 
 @dataclass
@@ -292,25 +293,29 @@ class Sorter:
         return [f for f in found if os.path.lexists(src.parent / f[0])]
 
     def _listing(self, folder: Path) -> list[str]:
-        """The names of the files in `folder`, sorted; the last 32 folders' are kept (photos come folder by
-        folder)."""
+        """The names in `folder` that sidecar matching looks at, sorted: the sidecar candidates, and the photos
+        that share a stem with one (so a folder without sidecars keeps an empty list). The last 4,096 folders'
+        are kept, so photos that come in any order (--files-from) do not list a folder again for each photo."""
         key = str(folder)
         if key in self._listed:
             self._listed.move_to_end(key)
             return self._listed[key]
-        names = []
+        sidecars, photos = [], []
         try:
             with os.scandir(folder) as it:
                 for entry in it:
+                    ext = _ext(entry.name)
+                    kind = sidecars if ext in SIDECAR_EXTENSIONS else photos if ext in IMAGE_EXTENSIONS else None
                     try:
-                        if not entry.is_dir():
-                            names.append(entry.name)
+                        if kind is not None and not entry.is_dir():
+                            kind.append(entry.name)
                     except OSError:
                         pass
         except OSError:
             pass  # a folder that cannot be listed: no sidecars found
-        self._listed[key] = names = sorted(names)
-        if len(self._listed) > 32:
+        stems = {os.path.splitext(n)[0] for n in sidecars}
+        self._listed[key] = names = sorted([*sidecars, *(n for n in photos if os.path.splitext(n)[0] in stems)])
+        if len(self._listed) > 4096:
             self._listed.popitem(last=False)
         return names
 
