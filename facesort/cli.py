@@ -727,12 +727,22 @@ def unsort(
     quiet: Quiet = False,
 ) -> None:
     """Put back what sort placed in INTO, by its report: moved photos return, copies and links go."""
-    from facesort.sorter import REPORT_NAME, SortReport, Unsorter, read_sort_report, to_undo
+    from facesort.sorter import (
+        REPORT_NAME,
+        SortReport,
+        Unsorter,
+        read_sort_report,
+        relative_paths_problem,
+        to_undo,
+    )
 
     try:
         rows = to_undo(read_sort_report(into))
     except ValueError as e:
         fail(str(e), 2)
+    problem = relative_paths_problem(rows, into)
+    if problem:
+        fail(problem, 2)
     unsorter = Unsorter(into, dry_run)
     report = None
     if not dry_run:

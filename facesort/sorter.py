@@ -450,7 +450,9 @@ class SortReport:
             raise
 
     def write(self, run: str, p: Placement) -> None:
-        self._append(_csv_line((run, p.source, p.destination, p.label, p.action, p.error)))
+        """A row, its paths absolute (as given, symlinks not resolved), so that unsort finds them from anywhere."""
+        source, destination = (os.path.abspath(x) if x else x for x in (p.source, p.destination))
+        self._append(_csv_line((run, source, destination, p.label, p.action, p.error)))
 
     def close(self) -> None:
         os.close(self._fd)
@@ -483,6 +485,28 @@ def read_sort_report(into: Path) -> list[dict]:
         raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
     except csv.Error as e:
         raise ValueError(f"{path} is not a readable CSV file ({e})") from None
+
+
+def relative_paths_problem(rows: list[dict], into: Path) -> str:
+    """Why the rows cannot be put back from the current folder, or "". A report written before sort recorded
+    absolute paths may name files relative to the folder sort ran in, which must then be the current one: there
+    a relative destination's class folder is in `into`, and a relative source's folder exists."""
+    for row in rows:
+        dest, src = row["destination"], row["source"]
+        here = True
+        if not os.path.isabs(dest):
+            try:
+                here = os.path.samefile(os.path.dirname(os.path.dirname(dest)) or ".", into)  # INTO/<class>/<name>
+            except OSError:
+                here = False
+        if here and not os.path.isabs(src):
+            here = os.path.isdir(os.path.dirname(src) or ".")
+        if not here:
+            return (
+                f"{into / REPORT_NAME} names files by paths relative to the folder sort ran in (as {src}): run "
+                "unsort from that folder"
+            )
+    return ""
 
 
 def to_undo(rows: list[dict]) -> list[dict]:

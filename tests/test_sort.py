@@ -798,3 +798,25 @@ def test_sort_from_a_report_of_relative_paths_reads_them_from_the_current_folder
     assert "relative paths are read from the current folder" in proc.stderr
     proc = run_cli("sort", "--from-report", "r.csv", "--into", "S", cwd=tmp_path, env=env)
     assert proc.returncode == 0 and len(placed(tmp_path / "S")) == len(example_photos())
+
+
+def test_unsort_finds_the_files_of_a_sort_run_with_relative_paths_from_anywhere(photos, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # the working tree's facesort
+    before = snapshot(photos)
+    assert run_cli("sort", photos.name, "--into", "SORTED", "--move", "-q", cwd=tmp_path, env=env).returncode == 0
+    report = tmp_path / "SORTED" / "facesort-report.csv"
+    rows = sort_report(tmp_path / "SORTED")
+    assert all(Path(r["source"]).is_absolute() and Path(r["destination"]).is_absolute() for r in rows)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert run_cli("unsort", tmp_path / "SORTED", cwd=elsewhere, env=env).returncode == 0
+    assert snapshot(photos) == before and not list(elsewhere.iterdir())
+    # A report written before sort recorded absolute paths: relative ones, read from the folder sort ran in.
+    assert run_cli("sort", photos.name, "--into", "SORTED", "--move", "-q", cwd=tmp_path, env=env).returncode == 0
+    old = report.read_text().replace(f"{tmp_path}/", "")
+    report.write_text(old)
+    proc = run_cli("unsort", tmp_path / "SORTED", cwd=elsewhere, env=env)
+    assert proc.returncode == 2 and "run unsort from that folder" in proc.stderr, proc.stderr
+    assert snapshot(photos) == {} and report.read_text() == old  # nothing done
+    assert run_cli("unsort", "SORTED", cwd=tmp_path, env=env).returncode == 0
+    assert snapshot(photos) == before
