@@ -597,7 +597,6 @@ def sort_cmd(
     if sum((move, hardlink, symlink)) > 1:
         fail("choose one of --move, --hardlink, --symlink", 2)
     mode = "move" if move else "hardlink" if hardlink else "symlink" if symlink else "copy"
-    run_walks = from_report is None
     if from_report is not None:
         if paths or files_from:
             fail("give the photos to classify, or --from-report, not both", 2)
@@ -605,7 +604,7 @@ def sort_cmd(
         paths = list(dict.fromkeys(Path(g[0].path).parent for g in groups))  # the folders the photos are in
     else:
         paths = _inputs(paths, files_from)
-    if run_walks and any(os.path.isdir(p) and os.path.realpath(p) == os.path.realpath(into) for p in paths):
+    if from_report is None and any(os.path.isdir(p) and os.path.realpath(p) == os.path.realpath(into) for p in paths):
         fail(f"--into {into} is the folder being sorted: give another folder (one inside it is fine)", 2)
     if os.path.lexists(into) and not os.path.isdir(into):
         fail(f"cannot write to {into}: it is {not_a_folder(into)}")
@@ -670,7 +669,7 @@ def sort_cmd(
     if run:
         run.summary("facesort sort")
     if not quiet:
-        _err_console().print(", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to sort")
+        _err_console().print(_counted(counts) or "nothing to sort")
     if not_removed:
         _err_console().print(
             f"[yellow]warning:[/] {not_removed} files are in their class folders but could not be removed from "
@@ -690,34 +689,51 @@ def sort_cmd(
         )
 
 
-def _report_groups(path: Path, page: bool = False):
-    """--from-report: the report's photos as sort places them, and its rows (checked for an HTML page too where
-    `page`); usage errors exit 2."""
+def _read_report_file(path: Path) -> tuple[list[dict], set[str]]:
+    """A classify report's rows (CSV or JSON Lines, told by content) and its columns (a CSV's header, even
+    without rows); a file that cannot be read is one sentence and exit 2."""
     import csv
 
-    from facesort.html import check_rows
     from facesort.report import read_report
-    from facesort.sorter import groups_from_report
 
     try:
-        needed = {"path", "status", "label"}
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
             rows = read_report(f)
             f.seek(0)
-            missing = needed - set(rows[0] if rows else next(csv.reader(f), None) or needed)  # a header alone too
-        if missing:
-            raise ValueError(f"is not a facesort classify report (no column {', '.join(sorted(missing))})")
-        groups = groups_from_report(rows)
-        if page:
-            try:
-                check_rows(rows)
-            except ValueError as e:
-                fail(f"{path} cannot be shown on an --html page: {e}", 2)
-        return groups, rows
+            return rows, set(rows[0] if rows else next(csv.reader(f), None) or ())
     except OSError as e:
         fail(f"cannot read {path}: {e.strerror or e}", 2)
-    except (ValueError, csv.Error) as e:
-        fail(f"{path} {e}" if str(e).startswith(("is ", "line ")) else f"{path}, {e}", 2)
+    except ValueError as e:
+        fail(f"{path} {e}", 2)
+    except csv.Error as e:
+        fail(f"{path} is not a readable CSV file ({e})", 2)
+
+
+def _counted(counts: dict[str, int]) -> str:
+    """What sort or unsort did, as one line: "12 copied, 3 sidecars copied" ("" for nothing)."""
+    return ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
+
+
+def _report_groups(path: Path, page: bool = False):
+    """--from-report: the report's photos as sort places them, and its rows (checked for an HTML page too where
+    `page`); usage errors exit 2."""
+    from facesort.html import check_rows
+    from facesort.sorter import groups_from_report
+
+    rows, columns = _read_report_file(path)
+    missing = {"path", "status", "label"} - columns if rows or columns else set()
+    if missing:
+        fail(f"{path} is not a facesort classify report (no column {', '.join(sorted(missing))})", 2)
+    try:
+        groups = groups_from_report(rows)
+    except ValueError as e:
+        fail(f"{path}, {e}", 2)
+    if page:
+        try:
+            check_rows(rows)
+        except ValueError as e:
+            fail(f"{path} cannot be shown on an --html page: {e}", 2)
+    return groups, rows
 
 
 @app.command()
@@ -776,7 +792,7 @@ def unsort(
         report.close()
         unsorter.remove_empty_folders()
     if not quiet:
-        _err_console().print(", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing to put back")
+        _err_console().print(_counted(counts) or "nothing to put back")
     if kept:
         fail(f"{kept} files stay in {_plain(into)} (why: the error column of {_plain(into / REPORT_NAME)})")
 
@@ -789,16 +805,8 @@ def report(
     html_out: Annotated[Path, typer.Option("--html", help="The HTML page to write.")],
 ) -> None:
     """Turn a report into one HTML page: faces by class, least confident first, no-face and error files."""
-    from facesort.report import read_report
-
     _check_file_target(html_out, report=csv_file)
-    try:
-        with open(csv_file, newline="", encoding="utf-8", errors="surrogateescape") as f:
-            rows = read_report(f)
-    except OSError as e:
-        fail(f"cannot read {csv_file}: {e.strerror or e}", 2)
-    except ValueError as e:
-        fail(f"{csv_file} {e}", 2)
+    rows, _ = _read_report_file(csv_file)
     from facesort.html import NUMBERS, check_rows
     from facesort.images import hide_decoder_messages
 

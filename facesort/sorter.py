@@ -25,6 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from facesort.images import IMAGE_EXTENSIONS
 from facesort.model import CLASSES
@@ -37,14 +38,25 @@ REPORT_NAME = "facesort-report.csv"
 SOURCE_KEPT = "source not removed"  # the error of a move whose photo was placed but whose source stays
 REPORT_COLUMNS = ("run", "source", "destination", "label", "action", "error")
 # Sidecars, by the extension (any letter case) added to a photo's name without its extension (DSC_0001.xmp:
-# Lightroom, Capture One, digiKam, Bridge; IMG_0001.AAE: Apple Photos' edits; IMG_0001.MOV: the video half of
-# an iPhone's Live Photo, which cameras that number stills and videos in one sequence never share with a
-# photo of its own) or to its whole name
+# Lightroom, Capture One, digiKam, Bridge; IMG_0001.AAE: Apple Photos' edits; IMG_0001.MOV: taken as the video
+# half of an iPhone's Live Photo, assuming that a camera numbering stills and videos in one sequence does not give
+# a video a still's name, not checked against cameras) or to its whole name
 # (DSC_0001.NEF.xmp: darktable; .pp3: RawTherapee; .dop: DxO PhotoLab); and Google Takeout's metadata
 # (IMG_0001.jpg.json, IMG_0001.jpg.supplemental-metadata.json: _takeout_json).
 SIDECARS_OF_STEM = (".xmp", ".aae", ".mov")
 SIDECARS_OF_NAME = (".xmp", ".pp3", ".dop")
 SIDECAR_EXTENSIONS = frozenset((*SIDECARS_OF_STEM, *SIDECARS_OF_NAME, ".json"))
+
+
+class _Sidecar(NamedTuple):
+    name: str
+    by_stem: bool  # named by the photo's name without its extension (DSC_0001.xmp), not its whole name
+    shared: str  # the name of another photo beside it with the same stem, which shares it; or ""
+
+
+def _run_id() -> str:
+    """Unique per run even for runs within one second: a report groups its rows by it."""
+    return f"{datetime.now().isoformat(timespec='milliseconds')}-{os.getpid()}"
 
 
 @dataclass
@@ -133,8 +145,7 @@ class Sorter:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         self.into, self.mode, self.dry_run, self.sidecars = Path(into), mode, dry_run, sidecars
-        # Unique per run even for runs within one second: the report groups rows by it.
-        self.run_id = f"{datetime.now().isoformat(timespec='milliseconds')}-{os.getpid()}"
+        self.run_id = _run_id()
         self._listed: OrderedDict[str, list[str]] = OrderedDict()  # recent folders' file names
         for name in (*CLASSES, NO_FACE_DIR):
             folder = self.into / name
@@ -173,11 +184,11 @@ class Sorter:
         sidecars = self._sidecars(src) if self.sidecars else []
 
         def fits(dest: Path) -> bool:  # a name whose sidecars' names are free (or hold them already)
-            return all(
-                not os.path.lexists(_beside(dest, src, side))
-                or _same_content(src.parent / side[0], _beside(dest, src, side))
-                for side in sidecars
-            )
+            for side in sidecars:
+                target = _beside(dest, src, side)
+                if os.path.lexists(target) and not _same_content(src.parent / side.name, target):
+                    return False
+            return True
 
         photo, kept_as = self._place_file(src, label, mode, fits=fits)
         placements = [photo]
@@ -186,14 +197,12 @@ class Sorter:
             # A sidecar moves only with its photo: not where the photo stays (its only copy is the source)
             photo_moves = kept_as is not None or photo.action == "would move"
             for side in sidecars:
-                name, shared = side[0], side[2]
-                side_mode = "copy" if mode == "move" and (shared or not photo_moves) else mode
-                p, side_kept_as = self._place_file(src.parent / name, label, side_mode, _beside(dest, src, side))
+                side_mode = "copy" if mode == "move" and (side.shared or not photo_moves) else mode
+                p, side_kept_as = self._place_file(src.parent / side.name, label, side_mode, _beside(dest, src, side))
                 _remove_source(p, side_kept_as)
                 if side_mode != mode and p.action != "not sorted":
-                    p.error = (
-                        f"not moved: {f'also the sidecar of {shared}' if shared else 'its photo stays where it is'}"
-                    )
+                    why = f"also the sidecar of {side.shared}" if side.shared else "its photo stays where it is"
+                    p.error = f"not moved: {why}"
                 placements.append(p)
         _remove_source(photo, kept_as)  # only once the photo and its sidecars are complete
         return placements
@@ -264,33 +273,25 @@ class Sorter:
             os.symlink(os.path.join(os.path.dirname(os.path.abspath(src)), os.readlink(src)), dest)
             return "moved", "symlinked"
         if mode == "move":
-            try:
-                os.link(src, dest)  # same filesystem: the move is a link, then the unlink
-                return "moved", "hardlinked"
-            except OSError as e:
-                if e.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
-                    raise
-            self._copy(src, dest)
-            return "moved", "copied"
+            return "moved", _link_or_copy(src, dest)  # then the unlink
         self._copy(src, dest)
         return "copied", None
 
-    def _sidecars(self, src: Path) -> list[tuple[str, bool, str]]:
-        """The sidecars beside `src`: (name, whether it is named by the photo's name without its extension,
-        the name of another photo that shares it, or ""). Found in a listing of the folder, so that a
-        case-insensitive filesystem does not make one file two."""
+    def _sidecars(self, src: Path) -> list[_Sidecar]:
+        """The sidecars beside `src`, found in a listing of the folder, so that a case-insensitive filesystem
+        does not make one file two."""
         names = self._listing(src.parent)
         stem, ext = os.path.splitext(src.name)
         found = []
         if ext:
             same_stem = [n for n in _starting(names, stem + ".") if "." not in n[len(stem) + 1 :]]
             others = [n for n in same_stem if n != src.name and _ext(n) in IMAGE_EXTENSIONS]
-            found += [(n, True, others[0] if others else "") for n in same_stem if _ext(n) in SIDECARS_OF_STEM]
+            found += [_Sidecar(n, True, others[0] if others else "") for n in same_stem if _ext(n) in SIDECARS_OF_STEM]
         for name in _starting(names, src.name + "."):
             tail = name[len(src.name) :]
             if tail.lower() in SIDECARS_OF_NAME or _takeout_json(tail):
-                found.append((name, False, ""))
-        return [f for f in found if os.path.lexists(src.parent / f[0])]
+                found.append(_Sidecar(name, False, ""))
+        return [f for f in found if os.path.lexists(src.parent / f.name)]  # the listing may be older
 
     def _listing(self, folder: Path) -> list[str]:
         """The names in `folder` that sidecar matching looks at, sorted: the sidecar candidates, and the photos
@@ -338,12 +339,24 @@ class Sorter:
                 os.unlink(tmp)
 
 
-def _beside(dest: Path, src: Path, sidecar: tuple[str, bool, str]) -> Path:
+def _beside(dest: Path, src: Path, sidecar: _Sidecar) -> Path:
     """Where a sidecar of `src` goes when `src` goes to `dest`: its name with the photo's part renamed."""
-    name, by_stem = sidecar[0], sidecar[1]
-    if by_stem:
-        return dest.parent / (os.path.splitext(dest.name)[0] + name[len(os.path.splitext(src.name)[0]) :])
-    return dest.parent / (dest.name + name[len(src.name) :])
+    if sidecar.by_stem:
+        return dest.parent / (os.path.splitext(dest.name)[0] + sidecar.name[len(os.path.splitext(src.name)[0]) :])
+    return dest.parent / (dest.name + sidecar.name[len(src.name) :])
+
+
+def _link_or_copy(src: Path, dest: Path) -> str:
+    """`src` also at `dest`, never over a file: a hard link where the filesystem allows one, else a copy (another
+    filesystem, or one without hard links). Which it was: "hardlinked" or "copied"."""
+    try:
+        os.link(src, dest)
+        return "hardlinked"
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+            raise
+    Sorter._copy(src, dest)
+    return "copied"
 
 
 def _ext(name: str) -> str:
@@ -529,7 +542,7 @@ class Unsorter:
 
     def __init__(self, into: str | os.PathLike, dry_run: bool = False) -> None:
         self.into, self.dry_run = Path(into), dry_run
-        self.run_id = f"{datetime.now().isoformat(timespec='milliseconds')}-{os.getpid()}"
+        self.run_id = _run_id()
 
     def undo(self, row: dict, needed: bool = False) -> Placement:
         """Put back one placement. `needed`: a placement still to be put back has the same destination (two
@@ -563,12 +576,7 @@ class Unsorter:
                 Sorter._copy(Path(dest), Path(src))
                 return done("returned")
             else:
-                try:
-                    os.link(dest, src)  # never over a file that appeared meanwhile
-                except OSError as e:
-                    if e.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
-                        raise
-                    Sorter._copy(Path(dest), Path(src))
+                _link_or_copy(Path(dest), Path(src))  # never over a file that appeared meanwhile
         except FileExistsError:
             return done("kept", "a different file is where it came from")
         except OSError as e:
