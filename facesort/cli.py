@@ -966,7 +966,14 @@ def info(model: ModelOpt = None) -> None:
 
 @app.command()
 def train(
-    happy: Annotated[list[Path], typer.Option("--happy", help="Happy House HDF5 file(s) for training.")],
+    happy: Annotated[
+        list[Path],
+        typer.Option(
+            "--happy",
+            help="Happy/sad training data, repeatable: Happy House HDF5 files, or folders of photos in happy/ "
+            "and sad/, or in the class folders sort writes (HappyMale/, ...: each photo's emotion).",
+        ),
+    ],
     gender: Annotated[
         Path,
         typer.Option(
@@ -976,13 +983,15 @@ def train(
     ],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
     happy_test: Annotated[
-        list[Path] | None, typer.Option("--happy-test", help="Held-out HDF5 file(s) to report on.")
+        list[Path] | None,
+        typer.Option("--happy-test", help="Held-out happy/sad data to report on (HDF5 files or folders, as --happy)."),
     ] = None,
     calibrate: Annotated[
         list[Path] | None,
         typer.Option(
             "--calibrate",
-            help="Labelled happy/sad HDF5 file(s) that set the happy/sad threshold (an offset in the graph).",
+            help="Labelled happy/sad data (HDF5 files or folders, as --happy) that set the happy/sad threshold "
+            "(an offset in the graph).",
         ),
     ] = None,
     balance_gender: Annotated[

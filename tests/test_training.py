@@ -16,9 +16,11 @@ pytest.importorskip("tensorflow", reason="the train extra is not installed")
 
 from training.data import (  # noqa: E402
     DataError,
-    gender_crop_cache,
+    folder_crop_cache,
     gender_files,
     happy_crops,
+    happy_folder_files,
+    happy_sources,
     load_happy,
     training_detector,
 )
@@ -62,6 +64,79 @@ def test_happy_reader_rejects_malformed_files_with_one_sentence(tmp_path, make, 
     path = make(tmp_path / "h.h5")
     with pytest.raises(DataError, match=message):
         load_happy([path])
+
+
+def make_happy_folder(root: Path, names: tuple[str, ...] = ("happy", "sad"), per_class: int = 3) -> Path:
+    photos = example_photos()
+    for i, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for j, photo in enumerate(photos[i * per_class : (i + 1) * per_class]):
+            shutil.copy2(photo, root / name / f"{j}.jpg")
+    return root
+
+
+def test_happy_folders_are_read_in_either_layout(tmp_path):
+    # happy/ and sad/, in any letter case, walked as classify walks: subfolders, images only, hidden ones not.
+    root = make_happy_folder(tmp_path / "plain", ("Happy", "SAD"))
+    (root / "Happy" / "2025").mkdir()
+    shutil.copy2(example_photos()[-1], root / "Happy" / "2025" / "x.jpg")
+    (root / "Happy" / "notes.txt").write_text("not a photo")
+    (root / "SAD" / ".hidden.jpg").write_bytes(example_photos()[0].read_bytes())
+    files = happy_folder_files(root)
+    assert sorted((Path(p).relative_to(root).as_posix(), label) for p, label in files) == [
+        ("Happy/0.jpg", 1),
+        ("Happy/1.jpg", 1),
+        ("Happy/2.jpg", 1),
+        ("Happy/2025/x.jpg", 1),
+        ("SAD/0.jpg", 0),
+        ("SAD/1.jpg", 0),
+        ("SAD/2.jpg", 0),
+    ]
+    # The folder facesort sort writes: each photo has its class's emotion; NoFace/ and the report stay out.
+    sorted_ = make_happy_folder(tmp_path / "sorted", ("HappyMale", "happy_female", "SadFemale", "NoFace"), 2)
+    (sorted_ / "facesort-report.csv").write_text("source,destination\n")
+    labels = {Path(p).relative_to(sorted_).parts[0]: label for p, label in happy_folder_files(sorted_)}
+    assert labels == {"HappyMale": 1, "happy_female": 1, "SadFemale": 0}
+    # Mixed with an HDF5 file: its images are one set, the folder's photos listed apart.
+    h5 = write_h5(tmp_path / "a.h5")
+    hdf5, folders = happy_sources([str(h5), str(root)])
+    assert len(hdf5.x) == 6 and list(folders) == [str(root)] and len(folders[str(root)]) == 7
+
+
+def test_happy_folders_that_cannot_be_used_get_one_sentence(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        happy_folder_files(tmp_path / "nope")
+    (tmp_path / "other" / "holiday").mkdir(parents=True)
+    with pytest.raises(DataError, match="expected happy/ and sad/ folders of photos, or the class folders"):
+        happy_folder_files(tmp_path / "other")
+    root = make_happy_folder(tmp_path / "h")
+    for photo in (root / "sad").iterdir():
+        photo.unlink()
+    with pytest.raises(DataError, match="no sad photos in sad/ \\(both emotions are needed\\)"):
+        happy_folder_files(root)
+    sorted_ = make_happy_folder(tmp_path / "s", ("SadMale", "SadFemale"))
+    with pytest.raises(DataError, match="no happy photos in its HappyMale/ or HappyFemale/ folders"):
+        happy_folder_files(sorted_)
+    make_happy_folder(tmp_path / "both", ("happy", "sad", "HappyMale"))
+    with pytest.raises(DataError, match="keep one layout"):
+        happy_folder_files(tmp_path / "both")
+
+
+def test_photos_without_a_face_are_left_out_of_happy_folders_and_counted(tmp_path):
+    import cv2
+
+    root = make_happy_folder(tmp_path / "h")
+    cv2.imwrite(str(root / "happy" / "wall.png"), np.full((300, 400, 3), 128, np.uint8))  # no face anywhere
+    (root / "sad" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    files = sorted(happy_folder_files(root))
+    crops, labels, stats = folder_crop_cache(files, tmp_path / "cache", faceless="skip")
+    assert stats["no_face"] == 1 and stats["no_face_files"] == [str(root / "happy" / "wall.png")]
+    assert stats["unreadable"] == 1 and stats["used"] == len(crops) == len(labels) == 6
+    assert sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    # The gender set's way (a tight crop without a detected face is its own box) keeps it, in its own cache.
+    whole, _, stats = folder_crop_cache(files, tmp_path / "cache")
+    assert len(whole) == 7 and "no_face" not in stats
+    assert len(list((tmp_path / "cache").glob("*.u8"))) == 2
 
 
 def make_gender_folder(root: Path, layout: str) -> Path:
@@ -112,7 +187,7 @@ def test_unreadable_gender_images_are_skipped_and_counted(tmp_path):
     root = make_gender_folder(tmp_path / "g", "flat")
     (root / "male" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     files = [(str(p), 1) for p in (root / "male").iterdir()]
-    crops, labels, stats = gender_crop_cache(files, tmp_path / "cache")
+    crops, labels, stats = folder_crop_cache(files, tmp_path / "cache")
     assert stats["unreadable"] == 1 and len(crops) == len(files) - 1 == len(labels)
     assert crops.shape[1:] == (64, 64, 3)
 
@@ -124,8 +199,8 @@ def test_training_crops_come_from_the_chosen_detector(tmp_path):
 
     root = make_gender_folder(tmp_path / "g", "flat")
     files = sorted((str(p), 1) for p in (root / "male").iterdir())
-    auto, _, _ = gender_crop_cache(files, tmp_path / "cache")
-    haar, _, _ = gender_crop_cache(files, tmp_path / "cache", detector=training_detector("haar"))
+    auto, _, _ = folder_crop_cache(files, tmp_path / "cache")
+    haar, _, _ = folder_crop_cache(files, tmp_path / "cache", detector=training_detector("haar"))
     assert len(list((tmp_path / "cache").glob("*.u8"))) == 2  # one cache per detector, never mixed up
     for (path, _), crop in zip(files, haar):
         bgr = read_image(path)
@@ -142,7 +217,7 @@ def test_train_with_bad_arguments_exits_2_with_one_sentence(tmp_path):
     assert proc.returncode == 2 and "missing.h5: no such file" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("bad", ["evaluate", "gender", "happy_test", "out"])
+@pytest.mark.parametrize("bad", ["evaluate", "gender", "happy_test", "happy_folder", "out"])
 def test_every_training_input_is_checked_before_any_work(tmp_path, bad):
     # A wrong --evaluate folder used to surface as a traceback after the whole training run (45 minutes).
     happy, gender = write_h5(tmp_path / "happy.h5"), make_gender_folder(tmp_path / "g", "split")
@@ -155,6 +230,7 @@ def test_every_training_input_is_checked_before_any_work(tmp_path, bad):
         "evaluate": ("--evaluate", tmp_path / "empty", "--evaluate: "),
         "gender": ("--gender", tmp_path / "nothing", "no such folder"),
         "happy_test": ("--happy-test", tmp_path / "nothing.h5", "nothing.h5: no such file"),
+        "happy_folder": ("--happy", tmp_path / "empty", "expected happy/ and sad/ folders"),
         "out": ("--out", happy, "is a file, not a folder"),
     }[bad]
     (tmp_path / "empty").mkdir()
@@ -297,6 +373,21 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path, monkeyp
         small = write_h5(
             tmp_path / "small.h5", n=48, train_set_x=f["train_set_x"][:48], train_set_y=f["train_set_y"][:48]
         )
+    import cv2
+
+    def photo_folder(root: Path, h5: Path, prefix: str, rows: slice) -> Path:
+        """Real happy/sad faces as a user's folders of photos: happy/ and sad/, PNG files."""
+        with h5py.File(h5) as f:
+            x, y = f[f"{prefix}_x"][rows], f[f"{prefix}_y"][rows]
+        for i, (img, label) in enumerate(zip(x, y)):
+            (root / ("sad", "happy")[label]).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / ("sad", "happy")[label] / f"{i}.png"), img[..., ::-1])
+        return root
+
+    folder = photo_folder(tmp_path / "my_photos", happy, "train_set", slice(48, 80))
+    (folder / "happy" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")  # skipped and counted
+    cv2.imwrite(str(folder / "sad" / "wall.png"), np.full((200, 200, 3), 90, np.uint8))  # no face: left out
+    held_out = photo_folder(tmp_path / "held_out", SHARED / "happy" / "celeba_smile_test.h5", "test_set", slice(24))
     labelled = tmp_path / "labelled"  # a few photos per class, for --evaluate
     for cls in ("HappyMale", "HappyFemale", "SadMale", "SadFemale"):
         (labelled / cls).mkdir(parents=True)
@@ -307,8 +398,12 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path, monkeyp
         "train",
         "--happy",
         small,
+        "--happy",
+        folder,
         "--happy-test",
         SHARED / "happy" / "test_happy.h5",
+        "--happy-test",
+        held_out,
         "--gender",
         SHARED / "gender",
         "--out",
@@ -339,9 +434,20 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path, monkeyp
     assert card["crop"]["scale"] > 0 and card["input"]["size"] == 64
     assert set(card["data"]["happy"]) == {
         str(small),
+        str(folder),
+        str(held_out),
         str(SHARED / "happy" / "test_happy.h5"),
         str(SHARED / "happy" / "celeba_smile_test.h5"),
     }
+    # Folders of photos: listed with one digest over their files; each photo read, its face found and cropped
+    # by the shared convention, the broken one and the one without a face counted and left out.
+    assert card["data"]["happy"][str(folder)]["photos"] == 34
+    assert len(card["data"]["happy"][str(folder)]["files_sha256"]) == 64
+    stats = card["training"]["happy_folders"][str(folder)]
+    assert stats["images"] == 34 and stats["unreadable"] == 1 and stats["no_face_files"][-1].endswith("wall.png")
+    assert stats["used"] == 34 - 1 - stats["no_face"] >= 24
+    assert card["training"]["happy_folders"][str(held_out)]["used"] >= 18
+    assert {"test_happy", "held_out"} <= set(card["metrics"]["emotion"])
     offset = card["calibration"]["emotion_logit_offset"]
     assert -2 <= offset <= 2 and set(card["calibration"]["balanced_accuracy"]) == {"celeba_smile_test"}
     threshold = card["gender_threshold"]

@@ -14,10 +14,12 @@ import numpy as np
 
 from facesort.crop import CROP_SCALE, INPUT_SIZE, FaceBox, crop_face, whole_image_box
 from facesort.detect import AutoDetector, HaarDetector, make_detector
-from facesort.images import ImageError, read_image
+from facesort.evaluate import class_folders
+from facesort.images import ImageError, iter_image_files, read_image
 
 GENDER_CLASSES = ("female", "male")  # label 0, 1
-CROP_CACHE = Path.home() / ".cache" / "facesort" / "crops"  # gender-set face crops, made once (gender_crop_cache)
+HAPPY_FOLDERS = ("sad", "happy")  # a happy/sad folder's subfolders: label 0, 1
+CROP_CACHE = Path.home() / ".cache" / "facesort" / "crops"  # folder datasets' face crops, made once (folder_crop_cache)
 
 
 class DataError(Exception):
@@ -67,6 +69,51 @@ def load_happy(paths: list[str | os.PathLike]) -> HappySet:
     if len({x.shape[1:] for x in xs}) > 1:
         raise DataError("the HDF5 files hold images of different sizes")
     return HappySet(np.concatenate(xs), np.concatenate(ys), [str(p) for p in paths])
+
+
+def happy_folder_files(folder: str | os.PathLike) -> list[tuple[str, int]]:
+    """(photo, 1 happy / 0 sad) for every image under folder/happy/ and folder/sad/ (names in any letter case),
+    or under the class folders `facesort sort` writes (HappyMale/, SadFemale/, ...: each photo labelled with
+    its class's emotion; NoFace/ and the report are passed over). Folders are walked as `facesort classify`
+    walks them (recursively, by image extension, hidden and system folders passed over)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    classes = class_folders(folder)
+    plain = [_subfolder(folder, name) for name in HAPPY_FOLDERS]
+    if classes and any(plain):
+        raise DataError(f"{folder}: both happy/ or sad/ and class folders (HappyMale/, ...); keep one layout")
+    if classes:
+        groups = [(d, int(c.startswith("Happy"))) for d, c in classes]
+    elif all(plain):
+        groups = [(d, label) for label, d in enumerate(plain)]
+    else:
+        raise DataError(
+            f"{folder}: expected happy/ and sad/ folders of photos, or the class folders facesort sort writes "
+            "(HappyMale/, HappyFemale/, SadMale/, SadFemale/)"
+        )
+    files = [(str(p), label) for d, label in groups for p in iter_image_files([d])]
+    for label, name in reversed(list(enumerate(HAPPY_FOLDERS))):
+        if not any(lab == label for _, lab in files):
+            where = f"{name}/" if not classes else f"its {name.capitalize()}Male/ or {name.capitalize()}Female/ folders"
+            raise DataError(f"{folder}: no {name} photos in {where} (both emotions are needed)")
+    return files
+
+
+def happy_source(path: str | os.PathLike) -> HappySet | list[tuple[str, int]]:
+    """One happy/sad dataset a user names, read and checked: a Happy House HDF5 file (load_happy) or a folder
+    of labelled photos (happy_folder_files)."""
+    return happy_folder_files(path) if Path(path).is_dir() else load_happy([path])
+
+
+def happy_sources(paths: list[str | os.PathLike]) -> tuple[HappySet | None, dict[str, list[tuple[str, int]]]]:
+    """The happy/sad training data a user names: its HDF5 files read as one set (load_happy), or None, and
+    its folders of labelled photos, each listed (happy_folder_files)."""
+    if not paths:
+        raise DataError("no happy/sad data given")
+    folders = {str(p): happy_folder_files(p) for p in paths if Path(p).is_dir()}
+    files = [p for p in paths if str(p) not in folders]
+    return (load_happy(files) if files else None), folders
 
 
 def _subfolder(folder: Path, name: str) -> Path | None:
@@ -190,7 +237,7 @@ def face_crop(bgr: np.ndarray, detector, size: int = INPUT_SIZE, **kw) -> tuple[
     return crop_face(bgr, box, size, **kw)[..., ::-1], bool(boxes)
 
 
-def _gender_crop(path: str, detector: TrainingDetector, size: int, kw: dict) -> tuple[np.ndarray | None, bool]:
+def _file_crop(path: str, detector: TrainingDetector, size: int, kw: dict) -> tuple[np.ndarray | None, bool]:
     try:
         bgr = read_image(path)
     except ImageError:
@@ -198,7 +245,7 @@ def _gender_crop(path: str, detector: TrainingDetector, size: int, kw: dict) -> 
     return face_crop(bgr, detector, size, **kw)
 
 
-def gender_crop_cache(
+def folder_crop_cache(
     files: list[tuple[str, int]],
     cache_dir: str | os.PathLike,
     size: int = INPUT_SIZE,
@@ -206,14 +253,21 @@ def gender_crop_cache(
     workers: int = 2,
     progress=None,
     detector: TrainingDetector | None = None,
+    faceless: str = "whole",
 ) -> tuple[np.memmap, np.ndarray, dict]:
     """Face crops of a folder dataset in an on-disk array, made once and reused (keyed by the file list
     and crop convention), so training streams batches from disk instead of holding the set in memory.
-    Returns (crops memmap, labels, stats); unreadable images are dropped and counted in stats."""
+    Returns (crops memmap, labels, stats); unreadable images are dropped and counted in stats. An image
+    where no face is found is its own face box (`faceless="whole"`: the gender set's tight crops) or is
+    dropped and counted (`"skip"`: photos, where the whole picture is no face)."""
+    if faceless not in ("whole", "skip"):
+        raise ValueError(f"faceless must be 'whole' or 'skip', not {faceless!r}")
     kw = {} if scale is None else {"scale": scale}
     detector = detector or AutoDetector()
-    # The key covers everything that shapes a crop, so a changed convention or detector re-makes them.
-    key = hashlib.sha256(json.dumps([files, size, scale, CROP_SCALE, detector.signature]).encode()).hexdigest()[:16]
+    # The key covers everything that shapes a crop, so a changed convention or detector re-makes them
+    # ("whole", the first and the gender set's way, adds nothing: caches made before stay valid).
+    keyed = [files, size, scale, CROP_SCALE, detector.signature] + ([faceless] if faceless != "whole" else [])
+    key = hashlib.sha256(json.dumps(keyed).encode()).hexdigest()[:16]
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     xpath, meta_path = cache_dir / f"{key}.u8", cache_dir / f"{key}.json"
@@ -221,15 +275,18 @@ def gender_crop_cache(
         meta = json.loads(meta_path.read_text())
         crops = np.memmap(xpath, np.uint8, "r", shape=(meta["n"], size, size, 3))
         return crops, np.array(meta["labels"], np.int64), meta["stats"]
-    out = np.memmap(xpath, np.uint8, "w+", shape=(len(files), size, size, 3))
-    labels, n, detected, unreadable = [], 0, 0, []
+    out = np.memmap(xpath, np.uint8, "w+", shape=(max(1, len(files)), size, size, 3))
+    labels, n, detected, unreadable, faceless_files = [], 0, 0, [], []
     with ThreadPoolExecutor(workers) as pool:
-        results = pool.map(lambda f: _gender_crop(f[0], detector, size, kw), files, chunksize=64)
+        results = pool.map(lambda f: _file_crop(f[0], detector, size, kw), files, chunksize=64)
         for (path, label), (crop, was_detected) in zip(files, results):
             if progress:
                 progress()
             if crop is None:
                 unreadable.append(path)
+                continue
+            if not was_detected and faceless == "skip":
+                faceless_files.append(path)
                 continue
             out[n] = crop
             labels.append(label)
@@ -244,6 +301,8 @@ def gender_crop_cache(
         "unreadable_files": unreadable[:20],
         "face_detected": detected / max(1, n),
     }
+    if faceless == "skip":
+        stats |= {"no_face": len(faceless_files), "no_face_files": faceless_files[:20]}
     meta_path.write_text(json.dumps({"n": n, "labels": labels, "stats": stats}))
     crops = np.memmap(xpath, np.uint8, "r", shape=(n, size, size, 3))
     return crops, np.array(labels, np.int64), stats

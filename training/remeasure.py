@@ -28,7 +28,7 @@ from training.data import (
     CROP_CACHE,
     TRAINING_DETECTORS,
     DataError,
-    gender_crop_cache,
+    folder_crop_cache,
     gender_files,
     happy_crops,
     load_happy,
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         }
 
     tests = {stem: (happy_crops(s.x, clf.input_size)[0], s.y) for stem, s in held_out.items()}
-    vx, vy, _ = gender_crop_cache(g_val, CROP_CACHE, clf.input_size)
+    vx, vy, _ = folder_crop_cache(g_val, CROP_CACHE, clf.input_size)
     previous = card["metrics"]
     metrics, confusions = held_out_figures(predict, tests, (np.asarray(vx), vy))
     card["metrics"] = metrics | {k: v for k, v in previous.items() if k not in ("emotion", "gender", "four-class")}

@@ -27,12 +27,15 @@ from facesort.crop import CONVENTION, CROP_SCALE, INPUT_SIZE
 from facesort.model import CARD_FILE, CLASSES, MODEL_FILE
 from training.data import (
     CROP_CACHE,
+    HAPPY_FOLDERS,
     TRAINING_DETECTORS,
     DataError,
-    gender_crop_cache,
+    HappySet,
+    folder_crop_cache,
     gender_files,
     happy_crops,
-    load_happy,
+    happy_source,
+    happy_sources,
     sha256,
     training_detector,
 )
@@ -258,8 +261,8 @@ def train(cfg: TrainConfig, report=print) -> dict:
     report("stage", "reading the happy/sad set")
     detector = training_detector(cfg.detector)
     happy_detector = training_detector(cfg.happy_detector) if cfg.happy_detector else detector
-    happy = load_happy(cfg.happy)
-    held_out = {p: load_happy([p]) for p in dict.fromkeys([*cfg.happy_test, *cfg.calibrate])}
+    happy, happy_folders = happy_sources(cfg.happy)
+    held_out = {p: happy_source(p) for p in dict.fromkeys([*cfg.happy_test, *cfg.calibrate])}
     g_train, g_val = gender_files(cfg.gender, seed=cfg.seed)
     evaluate_files = None
     if cfg.evaluate:
@@ -288,22 +291,41 @@ def train(cfg: TrainConfig, report=print) -> dict:
 
     # ---- data ------------------------------------------------------------------------------------
     report("stage", "face crops of the happy/sad set")
-    hx, det_happy = happy_crops(happy.x, size, detector=happy_detector)
-    hy = happy.y.astype(np.float32)
-    # Held-out files, read and cropped once each (a file may be both --happy-test and --calibrate). Held-out
+    folder_stats: dict[str, dict] = {}
+
+    def emotion_crops(path, source, detector=None) -> tuple[np.ndarray, np.ndarray]:
+        """(crops, labels) of one happy/sad dataset; a folder's photos without a face are left out, counted."""
+        if isinstance(source, HappySet):
+            return happy_crops(source.x, size, detector=detector)[0], source.y
+        x, y, folder_stats[path] = folder_crop_cache(
+            source, cfg.cache, size, workers=cfg.workers, detector=detector, faceless="skip"
+        )
+        missing = [name for label, name in enumerate(HAPPY_FOLDERS) if label not in y]
+        if missing:
+            raise DataError(f"{path}: no face found in any of its {' or '.join(missing)} photos")
+        return np.asarray(x), y
+
+    parts, det_happy = [], None
+    if happy is not None:
+        hx, det_happy = happy_crops(happy.x, size, detector=happy_detector)
+        parts.append((hx, happy.y))
+    parts += [emotion_crops(p, files, happy_detector) for p, files in happy_folders.items()]
+    hx = parts[0][0] if len(parts) == 1 else np.concatenate([x for x, _ in parts])
+    hy = np.concatenate([y for _, y in parts]).astype(np.float32)
+    # Held-out sets, read and cropped once each (one may be both --happy-test and --calibrate). Held-out
     # images (these and gender validation) are cropped with the crop functions' default detector, the one
     # `facesort classify` uses, whatever found the training faces: the card's figures are what users get.
-    held_crops = {p: happy_crops(s.x, size)[0] for p, s in held_out.items()}
-    tests = {Path(p).stem: held_out[p] for p in cfg.happy_test}
-    test_crops = {Path(p).stem: held_crops[p] for p in cfg.happy_test}
-    calibration_sets = {Path(p).stem: (held_crops[p], held_out[p].y) for p in cfg.calibrate}
+    held = {p: emotion_crops(p, s) for p, s in held_out.items()}
+    test_crops = {Path(p).stem: held[p][0] for p in cfg.happy_test}
+    test_labels = {Path(p).stem: held[p][1] for p in cfg.happy_test}
+    calibration_sets = {Path(p).stem: held[p] for p in cfg.calibrate}
 
     report("stage", "face crops of the gender set")
     if cfg.max_gender_images:
         g_train = [g_train[i] for i in rng.permutation(len(g_train))[: cfg.max_gender_images]]
         g_val = [g_val[i] for i in rng.permutation(len(g_val))[: max(50, cfg.max_gender_images // 8)]]
-    gx, gy, g_stats = gender_crop_cache(g_train, cfg.cache, size, workers=cfg.workers, detector=detector)
-    vx, vy, v_stats = gender_crop_cache(g_val, cfg.cache, size, workers=cfg.workers)
+    gx, gy, g_stats = folder_crop_cache(g_train, cfg.cache, size, workers=cfg.workers, detector=detector)
+    vx, vy, v_stats = folder_crop_cache(g_val, cfg.cache, size, workers=cfg.workers)
 
     augment = tf.function(_augment_fn(tf, size))
     bce = keras.losses.BinaryCrossentropy(reduction="none")
@@ -317,7 +339,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
     def ensemble(x):
         return np.mean([_predict(t, x) for t in teachers], axis=0)
 
-    stage1 = {k: accuracy(ensemble(x), tests[k].y) for k, x in test_crops.items()}
+    stage1 = {k: accuracy(ensemble(x), test_labels[k]) for k, x in test_crops.items()}
     report("info", f"stage 1 emotion accuracy (ensemble of {cfg.teachers}): {stage1}")
 
     # ---- stage 2: transfer -----------------------------------------------------------------------
@@ -332,7 +354,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
     if landmark is not None:
         report("stage", "fitting the landmark-network probe, the second emotion teacher")
         landmark.fit(hx, hy)
-        probe_figures = {k: accuracy(landmark(x), tests[k].y) for k, x in test_crops.items()}
+        probe_figures = {k: accuracy(landmark(x), test_labels[k]) for k, x in test_crops.items()}
         report("info", f"landmark probe emotion accuracy: {probe_figures}")
         soft = 0.5 * (soft + over_gender_set(landmark))
     stage1_weights = [t.get_weights() for t in teachers]
@@ -455,7 +477,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
     calibration = uncalibrated = None
     if calibration_sets:
         report("stage", f"setting the happy/sad threshold on {', '.join(calibration_sets)}")
-        uncalibrated = {k: accuracy(_predict(unified, x)["emotion"], tests[k].y) for k, x in test_crops.items()}
+        uncalibrated = {k: accuracy(_predict(unified, x)["emotion"], test_labels[k]) for k, x in test_crops.items()}
         offset, table = choose_offset(
             {k: (_predict(unified, x)["emotion"], y) for k, (x, y) in calibration_sets.items()}
         )
@@ -493,7 +515,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
 
         metrics, confusions = held_out_figures(
             lambda x: _predict(unified, np.asarray(x)),
-            {k: (x, tests[k].y) for k, x in test_crops.items()},
+            {k: (x, test_labels[k]) for k, x in test_crops.items()},
             (np.asarray(vx), vy),
         )
         import keras as _k
@@ -501,7 +523,8 @@ def train(cfg: TrainConfig, report=print) -> dict:
         import tensorflow as _tf
         import tf2onnx
 
-        data_files = sorted(set(cfg.happy) | set(cfg.happy_test) | set(cfg.calibrate))
+        data_files = sorted(set(map(str, [*cfg.happy, *cfg.happy_test, *cfg.calibrate])))
+        listed = happy_folders | {p: s for p, s in held_out.items() if not isinstance(s, HappySet)}
         card = {
             "name": "facesort four-class face model",
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -562,12 +585,16 @@ def train(cfg: TrainConfig, report=print) -> dict:
                 "peak_memory_mb": round(peak_mb, 1),
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
                 "happy_face_detected": det_happy,
+                **({"happy_folders": folder_stats} if folder_stats else {}),
                 "gender_train": g_stats,
                 "gender_validation": v_stats,
                 "history": history,
             },
             "data": {
-                "happy": {p: sha256(p) for p in data_files},
+                "happy": {
+                    p: {"photos": len(listed[p]), "files_sha256": _list_digest(listed[p])} if p in listed else sha256(p)
+                    for p in data_files
+                },
                 "gender": {
                     "folder": str(cfg.gender),
                     "train_images": len(g_train),
