@@ -137,6 +137,10 @@ def test_photos_without_a_face_are_left_out_of_happy_folders_and_counted(tmp_pat
     whole, _, stats = folder_crop_cache(files, tmp_path / "cache")
     assert len(whole) == 7 and "no_face" not in stats
     assert len(list((tmp_path / "cache").glob("*.u8"))) == 2
+    # A photo replaced under its name is cropped again, not taken from the cache.
+    shutil.copy2(example_photos()[-1], root / "happy" / "wall.png")
+    again, _, stats = folder_crop_cache(files, tmp_path / "cache", faceless="skip")
+    assert stats["no_face"] == 0 and len(again) == 7
 
 
 def make_gender_folder(root: Path, layout: str) -> Path:

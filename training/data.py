@@ -237,6 +237,14 @@ def face_crop(bgr: np.ndarray, detector, size: int = INPUT_SIZE, **kw) -> tuple[
     return crop_face(bgr, box, size, **kw)[..., ::-1], bool(boxes)
 
 
+def _stamp(path: str) -> tuple[int, int] | tuple[None, None]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None, None  # read (and counted unreadable) with the others
+    return st.st_size, st.st_mtime_ns
+
+
 def _file_crop(path: str, detector: TrainingDetector, size: int, kw: dict) -> tuple[np.ndarray | None, bool]:
     try:
         bgr = read_image(path)
@@ -264,9 +272,9 @@ def folder_crop_cache(
         raise ValueError(f"faceless must be 'whole' or 'skip', not {faceless!r}")
     kw = {} if scale is None else {"scale": scale}
     detector = detector or AutoDetector()
-    # The key covers everything that shapes a crop, so a changed convention or detector re-makes them
-    # ("whole", the first and the gender set's way, adds nothing: caches made before stay valid).
-    keyed = [files, size, scale, CROP_SCALE, detector.signature] + ([faceless] if faceless != "whole" else [])
+    # The key covers everything that shapes a crop, so a changed convention, detector or file (a photo
+    # replaced under its name: its size and modification time) re-makes them.
+    keyed = [[(*f, *_stamp(f[0])) for f in files], size, scale, CROP_SCALE, detector.signature, faceless]
     key = hashlib.sha256(json.dumps(keyed).encode()).hexdigest()[:16]
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
