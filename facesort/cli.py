@@ -569,6 +569,19 @@ def sort_cmd(
     multi: Annotated[
         Multi, typer.Option(help="largest: class of the largest face; all: every face's class.")
     ] = Multi.largest,
+    unsure_below: Annotated[
+        float | None,
+        typer.Option(
+            "--unsure-below",
+            metavar="P",
+            min=0.0,
+            max=1.0,
+            help="Put a photo whose face's confidence (its class's probability) is below P in INTO/Unsure/ "
+            "instead of its class folder, to look over by hand (0.8: about two thirds of photos sorted, 93% of them "
+            "right on the dev sets; README).",
+            show_default=False,
+        ),
+    ] = None,
     recursive: Recursive = True,
     exclude: Exclude = None,
     detector: DetectorOpt = Detector.auto,
@@ -582,11 +595,13 @@ def sort_cmd(
     quiet: Quiet = False,
     html_out: HtmlOpt = None,
 ) -> None:
-    """Copy (or move, link) photos into INTO/{HappyMale,HappyFemale,SadMale,SadFemale,NoFace}."""
+    """Copy (or move, link) photos into INTO/{HappyMale,HappyFemale,SadMale,SadFemale,NoFace}, and Unsure with
+    --unsure-below."""
     from facesort.pipeline import group_by_image
     from facesort.sorter import (
         REPORT_NAME,
         SOURCE_KEPT,
+        UNSURE_DIR,
         Sorter,
         SortReport,
         destinations,
@@ -600,6 +615,12 @@ def sort_cmd(
     if from_report is not None:
         if paths or files_from:
             fail("give the photos to classify, or --from-report, not both", 2)
+        if unsure_below is not None:
+            fail(
+                "--from-report sorts by the report's labels as they are (yours where you corrected them); "
+                "--unsure-below is for the model's own labels: classify and sort in one go to use it",
+                2,
+            )
         groups, report_rows = _report_groups(from_report, page=html_out is not None)
         paths = list(dict.fromkeys(Path(g[0].path).parent for g in groups))  # the folders the photos are in
     else:
@@ -627,7 +648,7 @@ def sort_cmd(
     from facesort.sorter import Placement
 
     counts: dict[str, int] = {}
-    not_removed, gone = 0, []
+    not_removed, unsure, gone = 0, 0, []
     stopped = (
         "; sorting stopped (the photos placed before this one are in their class folders, and a rerun once "
         "there is room finishes the job without placing any twice)"
@@ -645,7 +666,7 @@ def sort_cmd(
             if kept is not None:
                 kept += [result_row(r) for r in rows]
             source = rows[0].path
-            labels = destinations(rows, multi.value)
+            labels = destinations(rows, multi.value, unsure_below or 0.0)
             why = not_a_photo_file(source) if run is None and labels else ""  # changed since the report?
             if why:
                 gone += [source] if why == "file not found" else []
@@ -657,6 +678,7 @@ def sort_cmd(
                 action = f"sidecars {p.action}" if p.sidecar else p.action
                 counts[action] = counts.get(action, 0) + 1
                 not_removed += p.error.startswith(SOURCE_KEPT)
+                unsure += p.label == UNSURE_DIR and not p.sidecar and p.action != "not sorted"
                 if dry_run:
                     with _output_errors("-"):
                         print(f"{p.source} -> {p.destination or '(not sorted: ' + p.error + ')'}", flush=True)
@@ -669,7 +691,8 @@ def sort_cmd(
     if run:
         run.summary("facesort sort")
     if not quiet:
-        _err_console().print(_counted(counts) or "nothing to sort")
+        below = f" ({unsure} in {UNSURE_DIR}/: confidence below {unsure_below:g})" if unsure_below is not None else ""
+        _err_console().print((_counted(counts) or "nothing to sort") + below)
     if not_removed:
         _err_console().print(
             f"[yellow]warning:[/] {not_removed} files are in their class folders but could not be removed from "
@@ -854,7 +877,7 @@ def evaluate(
     """Measure the model on labelled photos: accuracy, per-class P/R/F1, confusion, emotion and gender."""
     import json
 
-    from facesort.evaluate import labelled_files, metrics, predict_folder
+    from facesort.evaluate import by_confidence, labelled_files, metrics, predict_folder
 
     try:
         files = labelled_files(folder, labels)
@@ -874,8 +897,9 @@ def evaluate(
             )
     run = _Run([folder], True, detector, min_face, device, batch_size, workers, model, MAX_PIXELS, verbose, quiet)
     errors: list[tuple[str, str]] = []
+    confidences: list[float] = []
     y_true, y_pred = predict_folder(
-        folder, run.classifier, run.detector, batch_size, workers, files=files, errors=errors
+        folder, run.classifier, run.detector, batch_size, workers, files=files, errors=errors, confidences=confidences
     )
     if errors:
         shown = "; ".join(f"{p}: {e}" for p, e in errors[:3]) + ("; ..." if len(errors) > 3 else "")
@@ -884,7 +908,7 @@ def evaluate(
             f"{_plain(shown)}",
             highlight=False,
         )
-    figures = metrics(y_true, y_pred)
+    figures = metrics(y_true, y_pred) | {"by_confidence": by_confidence(y_true, y_pred, confidences)}
     show_metrics(figures)
     if json_out:
         try:
@@ -936,6 +960,19 @@ def show_metrics(figures: dict) -> None:
     for name, counts in zip(conf["rows (true)"], conf["counts"]):
         table.add_row(name, *map(str, counts))
     console.print(table)
+    if figures.get("by_confidence"):
+        unsure = Table(title="sort --unsure-below P (the others to Unsure/)")
+        for col in ("P", "in their class", "right there", "95% interval"):
+            unsure.add_column(col, justify="right")
+        for row in figures["by_confidence"]:
+            interval = row["interval_95"]
+            unsure.add_row(
+                f"{row['unsure_below']:g}",
+                f"{row['sorted']} ({row['sorted_share']:.1%})",
+                "-" if row["accuracy"] is None else f"{row['accuracy']:.2%}",
+                f"{interval[0]:.1%} - {interval[1]:.1%}" if interval else "-",
+            )
+        console.print(unsure)
 
 
 @app.command()

@@ -17,7 +17,7 @@ import numpy as np
 
 from facesort.images import iter_image_files
 from facesort.model import CLASSES
-from facesort.pipeline import ERROR, classify_paths, group_by_image, image_label
+from facesort.pipeline import ERROR, OK, classify_paths, group_by_image, image_label
 
 NO_FACE = "NoFace"
 PREDICTED = (*CLASSES, NO_FACE)
@@ -116,11 +116,20 @@ def labelled_files(folder: str | Path, labels: str | Path | None = None) -> list
 
 
 def predict_folder(
-    folder, classifier, detector, batch_size: int = 64, workers: int = 2, stats=None, files=None, errors=None
+    folder,
+    classifier,
+    detector,
+    batch_size: int = 64,
+    workers: int = 2,
+    stats=None,
+    files=None,
+    errors=None,
+    confidences=None,
 ):
     """(true labels, predicted labels) for a labelled folder (or the `files` of `labelled_files`),
     predictions NoFace where no face was found. Photos that could not be read count as NoFace too;
-    `errors`, a list, receives (path, error) for each."""
+    `errors`, a list, receives (path, error) for each; `confidences`, a list, each photo's confidence in its
+    predicted class (that of its largest face; 0 without one)."""
     files = labelled_files(folder) if files is None else files
     truth = {str(p): c for p, c in files}
     y_true, y_pred = [], []
@@ -131,7 +140,33 @@ def predict_folder(
         y_pred.append(image_label(rows) or NO_FACE)
         if errors is not None and rows[0].status == ERROR:
             errors.append((rows[0].path, rows[0].error))
+        if confidences is not None:
+            confidences.append(rows[0].confidence if rows[0].status == OK else 0.0)
     return y_true, y_pred
+
+
+UNSURE_STEPS = (0.5, 0.6, 0.7, 0.8, 0.9)  # the --unsure-below values evaluate measures
+
+
+def by_confidence(y_true, y_pred, confidences, steps=UNSURE_STEPS) -> list[dict]:
+    """What `sort --unsure-below P` would do with these photos, for each P: how many reach their class folder
+    (a face whose confidence is at least P; the others go to Unsure/, or NoFace/ without a face) and how many
+    of those are right, with its 95% interval."""
+    right, conf = np.array(y_true) == np.array(y_pred), np.array(confidences, float)
+    found = []
+    for step in steps:
+        kept = conf >= step
+        n, hits = int(kept.sum()), int(right[kept].sum())
+        found.append(
+            {
+                "unsure_below": step,
+                "sorted": n,
+                "sorted_share": n / len(conf) if len(conf) else 0.0,
+                "accuracy": hits / n if n else None,
+                "interval_95": wilson_interval(hits, n),
+            }
+        )
+    return found
 
 
 def wilson_interval(right: int, n: int, z: float = 1.959964) -> tuple[float, float] | None:

@@ -33,6 +33,8 @@ from facesort.pipeline import ERROR, NO_FACE, OK, FaceResult
 
 MODES = ("copy", "move", "hardlink", "symlink")
 NO_FACE_DIR = "NoFace"
+UNSURE_DIR = "Unsure"  # photos whose face the model is less sure of than sort --unsure-below asks
+FOLDERS = (*CLASSES, NO_FACE_DIR, UNSURE_DIR)  # every folder sort places photos in
 TMP_SUFFIX = ".facesort-tmp"
 REPORT_NAME = "facesort-report.csv"
 SOURCE_KEPT = "source not removed"  # the error of a move whose photo was placed but whose source stays
@@ -69,17 +71,18 @@ class Placement:
     sidecar: bool = False  # a sidecar file that goes with the photo placed before it
 
 
-def destinations(rows: list[FaceResult], multi: str = "largest") -> list[str]:
+def destinations(rows: list[FaceResult], multi: str = "largest", unsure_below: float = 0.0) -> list[str]:
     """Class folders an image goes to: its largest face's class, every face's class (multi="all"),
-    NoFace without a face, none for a file that could not be read."""
+    NoFace without a face, none for a file that could not be read; Unsure instead of the class of a face
+    whose confidence is below `unsure_below`."""
     if any(r.status == ERROR for r in rows):
         return []
-    labels = [r.label for r in rows if r.status == OK]
-    if not labels:
+    faces = [r for r in rows if r.status == OK]
+    if not faces:
         return [NO_FACE_DIR]
-    if multi == "all":
-        return list(dict.fromkeys(labels))
-    return labels[:1]  # rows come largest face first
+    if multi != "all":
+        faces = faces[:1]  # rows come largest face first
+    return list(dict.fromkeys(UNSURE_DIR if r.confidence < unsure_below else r.label for r in faces))
 
 
 def groups_from_report(rows: list[dict]) -> list[list[FaceResult]]:
@@ -147,7 +150,7 @@ class Sorter:
         self.into, self.mode, self.dry_run, self.sidecars = Path(into), mode, dry_run, sidecars
         self.run_id = _run_id()
         self._listed: OrderedDict[str, list[str]] = OrderedDict()  # recent folders' file names
-        for name in (*CLASSES, NO_FACE_DIR):
+        for name in FOLDERS:
             folder = self.into / name
             if os.path.lexists(folder) and not folder.is_dir():
                 # It would block its class: every photo of it would look for a free name there in vain.
@@ -158,7 +161,7 @@ class Sorter:
 
     def _remove_stale_temporaries(self) -> None:
         """Partial copies of a killed run: ours by name, never a complete file."""
-        for name in (*CLASSES, NO_FACE_DIR):
+        for name in FOLDERS:
             folder = self.into / name
             if folder.is_dir():
                 for tmp in folder.glob(f".*{TMP_SUFFIX}"):
@@ -589,7 +592,7 @@ class Unsorter:
 
     def remove_empty_folders(self) -> None:
         """The class folders that unsorting left empty (never one holding anything)."""
-        for name in (*CLASSES, NO_FACE_DIR):
+        for name in FOLDERS:
             try:
                 os.rmdir(self.into / name)
             except OSError:

@@ -11,7 +11,7 @@ import cv2
 import pytest
 from conftest import EXAMPLES, run_cli
 
-from facesort.evaluate import labelled_files, metrics, wilson_interval
+from facesort.evaluate import by_confidence, labelled_files, metrics, wilson_interval
 
 
 def test_metrics_on_a_known_case():
@@ -36,6 +36,17 @@ def test_metrics_on_a_known_case():
     m = metrics(["HappyMale", "SadMale"], ["HappyMale", "HappyMale"])
     assert m["per_class"]["HappyFemale"] == {"precision": None, "recall": None, "f1": None, "support": 0}
     assert m["per_class"]["SadMale"] == {"precision": None, "recall": 0.0, "f1": None, "support": 1}
+
+
+def test_by_confidence_counts_what_sort_unsure_below_would_keep_in_each_class_and_how_much_of_it_is_right():
+    truth = ["HappyMale", "SadMale", "SadFemale", "HappyFemale", "SadMale"]
+    pred = ["HappyMale", "HappyMale", "SadFemale", "NoFace", "SadMale"]
+    confidence = [0.95, 0.55, 0.75, 0.0, 0.6]
+    rows = {r["unsure_below"]: r for r in by_confidence(truth, pred, confidence, steps=(0.5, 0.6, 0.8, 0.99))}
+    assert (rows[0.5]["sorted"], rows[0.5]["accuracy"]) == (4, pytest.approx(3 / 4))
+    assert (rows[0.6]["sorted"], rows[0.6]["accuracy"]) == (3, 1.0)  # at least P stays in its class
+    assert rows[0.8]["sorted_share"] == pytest.approx(1 / 5) and rows[0.8]["interval_95"][1] == pytest.approx(1.0)
+    assert rows[0.99] == {"unsure_below": 0.99, "sorted": 0, "sorted_share": 0.0, "accuracy": None, "interval_95": None}
 
 
 def test_wilson_interval_matches_the_formula():
@@ -65,6 +76,15 @@ def test_evaluate_a_labelled_folder_agrees_with_classify(tmp_path):
     first = {r["path"]: r["label"] or "NoFace" for r in rows if r["face"] in ("0", "")}
     right = sum(first[str(labelled / cls / name)] == cls for name, cls in labels.items())
     assert m["accuracy"] == pytest.approx(right / len(labels))
+    # What sort --unsure-below would keep in the class folders, from the same report's confidences.
+    conf = {r["path"]: float(r["confidence"] or 0) for r in rows if r["face"] in ("0", "")}
+    for step in m["by_confidence"]:
+        kept = [(str(labelled / cls / name), cls) for name, cls in labels.items()]
+        kept = [(path, cls) for path, cls in kept if conf[path] >= step["unsure_below"]]
+        assert step["sorted"] == len(kept)
+        if kept:
+            assert step["accuracy"] == pytest.approx(sum(first[path] == cls for path, cls in kept) / len(kept))
+    assert "unsure-below" in proc.stdout
     assert "confusion" in proc.stdout and (tmp_path / "plots" / "confusion.png").stat().st_size > 1000
     # The same photos labelled by a CSV file instead of class folders: the same figures.
     by_csv = run_cli("evaluate", EXAMPLES, "--labels", EXAMPLES / "labels.csv", "--json", tmp_path / "c.json")

@@ -820,3 +820,46 @@ def test_unsort_finds_the_files_of_a_sort_run_with_relative_paths_from_anywhere(
     assert snapshot(photos) == {} and report.read_text() == old  # nothing done
     assert run_cli("unsort", "SORTED", cwd=tmp_path, env=env).returncode == 0
     assert snapshot(photos) == before
+
+
+def test_unsure_below_puts_the_photos_the_model_is_less_sure_of_in_unsure_and_unsort_takes_them_back(photos, tmp_path):
+    report = tmp_path / "r.csv"
+    assert run_cli("classify", photos, "--out", report).returncode == 0
+    with open(report, newline="") as f:
+        faces = {
+            Path(r["path"]).name: (r["label"], float(r["confidence"])) for r in csv.DictReader(f) if r["face"] == "0"
+        }
+    ordered = sorted(c for _, c in faces.values())
+    threshold = (ordered[5] + ordered[6]) / 2  # half the example photos either side
+    assert ordered[6] - ordered[5] > 1e-4  # the report's 6 decimals decide nothing here
+    before = snapshot(photos)
+    into = tmp_path / "SORTED"
+    proc = run_cli("sort", photos, "--into", into, "--unsure-below", str(threshold), "--move")
+    assert proc.returncode == 0, proc.stderr
+    expected = {name: "Unsure" if c < threshold else label for name, (label, c) in faces.items()}
+    assert {p.name: p.parent.name for p in placed(into)} == expected
+    assert list(expected.values()).count("Unsure") == 6
+    assert f"12 moved (6 in Unsure/: confidence below {threshold:g})" in proc.stderr
+    assert {r["label"] for r in sort_report(into)} == set(expected.values())
+    assert run_cli("unsort", into).returncode == 0
+    assert snapshot(photos) == before and [p.name for p in into.iterdir()] == ["facesort-report.csv"]
+    # A report's labels, corrected by hand, are sorted as they are: the model's confidence is not theirs.
+    proc = run_cli("sort", "--from-report", report, "--into", tmp_path / "R", "--unsure-below", "0.5")
+    assert proc.returncode == 2 and "--unsure-below is for the model's own labels" in proc.stderr
+    assert not (tmp_path / "R").exists()
+
+
+def test_unsure_below_with_multi_all_sends_each_unsure_face_to_unsure_once():
+    from facesort.pipeline import FaceResult
+    from facesort.sorter import destinations
+
+    faces = [
+        FaceResult("g.jpg", 0, label="HappyMale", confidence=0.95),
+        FaceResult("g.jpg", 1, label="SadFemale", confidence=0.41),
+        FaceResult("g.jpg", 2, label="HappyFemale", confidence=0.55),
+    ]
+    assert destinations(faces, "all", 0.6) == ["HappyMale", "Unsure"]
+    assert destinations(faces, "largest", 0.6) == ["HappyMale"]
+    assert destinations(faces[1:], "largest", 0.6) == ["Unsure"]
+    assert destinations(faces, "all") == ["HappyMale", "SadFemale", "HappyFemale"]
+    assert destinations([FaceResult("w.png", status="no_face")], "largest", 0.99) == ["NoFace"]
