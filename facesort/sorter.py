@@ -82,7 +82,8 @@ def destinations(rows: list[FaceResult], multi: str = "largest", unsure_below: f
         return [NO_FACE_DIR]
     if multi != "all":
         faces = faces[:1]  # rows come largest face first
-    return list(dict.fromkeys(UNSURE_DIR if r.confidence < unsure_below else r.label for r in faces))
+    unsure = [unsure_below > 0 and (r.confidence or 0.0) < unsure_below for r in faces]  # a report's: no confidence
+    return list(dict.fromkeys(UNSURE_DIR if u else r.label for r, u in zip(faces, unsure)))
 
 
 def groups_from_report(rows: list[dict]) -> list[list[FaceResult]]:

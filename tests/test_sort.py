@@ -863,3 +863,4 @@ def test_unsure_below_with_multi_all_sends_each_unsure_face_to_unsure_once():
     assert destinations(faces[1:], "largest", 0.6) == ["Unsure"]
     assert destinations(faces, "all") == ["HappyMale", "SadFemale", "HappyFemale"]
     assert destinations([FaceResult("w.png", status="no_face")], "largest", 0.99) == ["NoFace"]
+    assert destinations([FaceResult("r.jpg", 0, label="SadMale")]) == ["SadMale"]  # a report's row: no confidence

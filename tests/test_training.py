@@ -430,7 +430,7 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path, monkeyp
         "haar",
         "--balance-gender",
         timeout=600,
-        env={**__import__("os").environ, "HOME": str(tmp_path)},  # crop cache under the test's home
+        env={**__import__("os").environ, "HOME": str(tmp_path), "COLUMNS": "1000"},  # crop cache in the test's home
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = json.loads((out / "model.json").read_text())
@@ -451,6 +451,8 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path, monkeyp
     assert stats["images"] == 34 and stats["unreadable"] == 1 and stats["no_face_files"][-1].endswith("wall.png")
     assert stats["used"] == 34 - 1 - stats["no_face"] >= 24
     assert card["training"]["happy_folders"][str(held_out)]["used"] >= 18
+    said = f"{folder}: {stats['used']} of 34 photos used (1 unreadable, {stats['no_face']} without a face found)"
+    assert said in proc.stderr
     assert {"test_happy", "held_out"} <= set(card["metrics"]["emotion"])
     offset = card["calibration"]["emotion_logit_offset"]
     assert -2 <= offset <= 2 and set(card["calibration"]["balanced_accuracy"]) == {"celeba_smile_test"}

@@ -297,9 +297,9 @@ def train(cfg: TrainConfig, report=print) -> dict:
         """(crops, labels) of one happy/sad dataset; a folder's photos without a face are left out, counted."""
         if isinstance(source, HappySet):
             return happy_crops(source.x, size, detector=detector)[0], source.y
-        x, y, folder_stats[path] = folder_crop_cache(
-            source, cfg.cache, size, workers=cfg.workers, detector=detector, faceless="skip"
-        )
+        x, y, st = folder_crop_cache(source, cfg.cache, size, workers=cfg.workers, detector=detector, faceless="skip")
+        folder_stats[path] = st
+        report("info", f"{path}: {st['used']} of {st['images']} photos used{_left_out(st)}")
         missing = [name for label, name in enumerate(HAPPY_FOLDERS) if label not in y]
         if missing:
             raise DataError(f"{path}: no face found in any of its {' or '.join(missing)} photos")
@@ -326,6 +326,9 @@ def train(cfg: TrainConfig, report=print) -> dict:
         g_val = [g_val[i] for i in rng.permutation(len(g_val))[: max(50, cfg.max_gender_images // 8)]]
     gx, gy, g_stats = folder_crop_cache(g_train, cfg.cache, size, workers=cfg.workers, detector=detector)
     vx, vy, v_stats = folder_crop_cache(g_val, cfg.cache, size, workers=cfg.workers)
+    for name, st in (("training", g_stats), ("validation", v_stats)):
+        if st["unreadable"]:
+            report("info", f"gender {name} images: {st['used']} of {st['images']} used{_left_out(st)}")
 
     augment = tf.function(_augment_fn(tf, size))
     bce = keras.losses.BinaryCrossentropy(reduction="none")
@@ -630,6 +633,13 @@ def train(cfg: TrainConfig, report=print) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return card
+
+
+def _left_out(stats: dict) -> str:
+    """ " (2 unreadable, 1 without a face found)" for a folder's crop stats, or "" where none was left out."""
+    parts = [f"{stats['unreadable']} unreadable"] * bool(stats["unreadable"])
+    parts += [f"{stats['no_face']} without a face found"] * bool(stats.get("no_face"))
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _publish(work: Path, out: Path) -> None:
