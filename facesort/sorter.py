@@ -82,8 +82,11 @@ def destinations(rows: list[FaceResult], multi: str = "largest", unsure_below: f
         return [NO_FACE_DIR]
     if multi != "all":
         faces = faces[:1]  # rows come largest face first
-    unsure = [unsure_below > 0 and (r.confidence or 0.0) < unsure_below for r in faces]  # a report's: no confidence
-    return list(dict.fromkeys(UNSURE_DIR if u else r.label for r, u in zip(faces, unsure)))
+
+    def sure(r: FaceResult) -> bool:  # a report's rows (sort --from-report) carry no confidence
+        return not unsure_below or (r.confidence or 0.0) >= unsure_below
+
+    return list(dict.fromkeys(r.label if sure(r) else UNSURE_DIR for r in faces))
 
 
 def groups_from_report(rows: list[dict]) -> list[list[FaceResult]]:

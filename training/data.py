@@ -93,9 +93,9 @@ def happy_folder_files(folder: str | os.PathLike) -> list[tuple[str, int]]:
             "(HappyMale/, HappyFemale/, SadMale/, SadFemale/)"
         )
     files = [(str(p), label) for d, label in groups for p in iter_image_files([d])]
-    for label, name in reversed(list(enumerate(HAPPY_FOLDERS))):
-        if not any(lab == label for _, lab in files):
-            where = f"{name}/" if not classes else f"its {name.capitalize()}Male/ or {name.capitalize()}Female/ folders"
+    for name in ("happy", "sad"):
+        if HAPPY_FOLDERS.index(name) not in {label for _, label in files}:
+            where = f"its {name.capitalize()}Male/ or {name.capitalize()}Female/ folders" if classes else f"{name}/"
             raise DataError(f"{folder}: no {name} photos in {where} (both emotions are needed)")
     return files
 
