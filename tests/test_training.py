@@ -245,6 +245,30 @@ def test_every_training_input_is_checked_before_any_work(tmp_path, bad):
     assert not (tmp_path / "m").exists()
 
 
+def test_held_out_images_that_are_training_images_too_are_said_before_any_work(tmp_path):
+    # A folder of photos sorted by class, given to --happy and (as copies) to --evaluate; an HDF5 file given
+    # again under another name as --happy-test.
+    train_photos = make_happy_folder(tmp_path / "mine", ("HappyMale", "SadFemale"), 3)
+    shutil.copytree(train_photos, tmp_path / "copy")
+    (tmp_path / "copy" / "SadFemale" / "extra.jpg").write_bytes(example_photos()[-1].read_bytes())
+    h5 = write_h5(tmp_path / "a.h5")
+    shutil.copy(h5, tmp_path / "same_as_a.h5")
+    args = ["--happy", h5, "--happy", train_photos, "--happy-test", tmp_path / "same_as_a.h5"]
+    args += [
+        "--happy-test",
+        write_h5(tmp_path / "other.h5", "test_set", n=4, test_set_x=np.zeros((4, 64, 64, 3), np.uint8)),
+    ]
+    args += ["--evaluate", tmp_path / "copy", "--gender", make_gender_folder(tmp_path / "g", "split")]
+    proc = run_cli("train", *args, "--out", h5, env={**__import__("os").environ, "COLUMNS": "1000"})  # stops at --out
+    assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr
+    said = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert said == [
+        f"warning: 6 images of --happy-test {tmp_path / 'same_as_a.h5'} are training images too: its figures are not "
+        "held out",
+        f"warning: 6 images of --evaluate {tmp_path / 'copy'} are training images too: its figures are not held out",
+    ]
+
+
 def test_calibration_moves_the_threshold_to_where_both_classes_are_recalled():
     from training.calibrate import balanced_accuracy, choose_offset, logit
 
@@ -392,6 +416,8 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path, monkeyp
     (folder / "happy" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")  # skipped and counted
     cv2.imwrite(str(folder / "sad" / "wall.png"), np.full((200, 200, 3), 90, np.uint8))  # no face: left out
     held_out = photo_folder(tmp_path / "held_out", SHARED / "happy" / "celeba_smile_test.h5", "test_set", slice(24))
+    leaked = next((folder / "happy").glob("*.png"))
+    shutil.copy(leaked, held_out / "happy" / "leaked.png")  # a training photo among the held-out ones
     labelled = tmp_path / "labelled"  # a few photos per class, for --evaluate
     for cls in ("HappyMale", "HappyFemale", "SadMale", "SadFemale"):
         (labelled / cls).mkdir(parents=True)
@@ -451,6 +477,7 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path, monkeyp
     assert stats["images"] == 34 and stats["unreadable"] == 1 and stats["no_face_files"][-1].endswith("wall.png")
     assert stats["used"] == 34 - 1 - stats["no_face"] >= 24
     assert card["training"]["happy_folders"][str(held_out)]["used"] >= 18
+    assert card["training"]["held_out_also_trained_on"] == {f"--happy-test {held_out}": 1}
     said = f"{folder}: {stats['used']} of 34 photos used (1 unreadable, {stats['no_face']} without a face found)"
     assert said in proc.stderr
     assert {"test_happy", "held_out"} <= set(card["metrics"]["emotion"])

@@ -116,6 +116,21 @@ def happy_sources(paths: list[str | os.PathLike]) -> tuple[HappySet | None, dict
     return (load_happy(files) if files else None), folders
 
 
+def image_digests(source: HappySet | list[tuple]) -> set[tuple[str, str]]:
+    """What identifies each image of a dataset, to find the same image in two of them: the sha256 of an HDF5
+    image's pixels, or of a photo file's bytes (so a copy of a photo is the same photo; an HDF5 image and a
+    photo file are never compared)."""
+    if isinstance(source, HappySet):
+        return {("pixels", hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()) for x in source.x}
+    found = set()
+    for path, *_ in source:
+        try:
+            found.add(("file", sha256(path)))
+        except OSError:
+            pass  # read (and counted unreadable) when it is cropped
+    return found
+
+
 def _subfolder(folder: Path, name: str) -> Path | None:
     """folder/name, its name matched in any letter case (Training/, training/, TRAINING/); None where there is
     none. Two that differ only in case are an error: which one the user meant cannot be known."""

@@ -36,6 +36,7 @@ from training.data import (
     happy_crops,
     happy_source,
     happy_sources,
+    image_digests,
     sha256,
     training_detector,
 )
@@ -281,6 +282,16 @@ def train(cfg: TrainConfig, report=print) -> dict:
             landmark = LandmarkTeacher()
         except ValueError as e:
             raise DataError(f"--landmark-teacher: {e}") from None
+    # Held-out images that are training images too (a photo given to --happy and, or as a copy, to --evaluate)
+    # would make their figures meaningless: said now, before any work, and kept in the card.
+    trained_on = set().union(*map(image_digests, [*([happy] if happy else []), *happy_folders.values()]))
+    held_sets = {f"--happy-test {p}" if p in cfg.happy_test else f"--calibrate {p}": s for p, s in held_out.items()}
+    if evaluate_files:
+        held_sets[f"--evaluate {cfg.evaluate}"] = evaluate_files
+    overlap = {name: len(image_digests(s) & trained_on) for name, s in held_sets.items()}
+    overlap = {name: n for name, n in overlap.items() if n}
+    for name, n in overlap.items():
+        report("info", f"warning: {n} images of {name} are training images too: its figures are not held out")
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file, not a folder")
     try:
@@ -589,6 +600,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
                 "happy_face_detected": det_happy,
                 **({"happy_folders": folder_stats} if folder_stats else {}),
+                **({"held_out_also_trained_on": overlap} if overlap else {}),
                 "gender_train": g_stats,
                 "gender_validation": v_stats,
                 "history": history,
