@@ -993,7 +993,16 @@ def info(model: ModelOpt = None) -> None:
     keys = ("classes", "input", "crop", "outputs", "metrics", "calibration", "gender_threshold", "architecture")
     summary = {k: card[k] for k in keys if card.get(k) is not None}
     training = card.get("training", {})
-    training_keys = ("command", "commit", "approach", "seconds", "peak_memory_mb", "machine", "reproduce")
+    training_keys = (
+        "command",
+        "commit",
+        "approach",
+        "seconds",
+        "peak_memory_mb",
+        "machine",
+        "reproduce",
+        "held_out_also_trained_on",
+    )
     summary["training"] = {k: training[k] for k in training_keys if training.get(k) is not None}
     summary["versions"] = card.get("versions")
     if card.get("remeasured"):

@@ -263,9 +263,9 @@ def test_held_out_images_that_are_training_images_too_are_said_before_any_work(t
     assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr
     said = [line for line in proc.stderr.splitlines() if "warning" in line]
     assert said == [
-        f"warning: 6 images of --happy-test {tmp_path / 'same_as_a.h5'} are training images too: its figures are not "
+        f"warning: --happy-test {tmp_path / 'same_as_a.h5'} holds 6 of the training images: its figures are not "
         "held out",
-        f"warning: 6 images of --evaluate {tmp_path / 'copy'} are training images too: its figures are not held out",
+        f"warning: --evaluate {tmp_path / 'copy'} holds 6 of the training images: its figures are not held out",
     ]
 
 
@@ -478,6 +478,8 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path, monkeyp
     assert stats["used"] == 34 - 1 - stats["no_face"] >= 24
     assert card["training"]["happy_folders"][str(held_out)]["used"] >= 18
     assert card["training"]["held_out_also_trained_on"] == {f"--happy-test {held_out}": 1}
+    assert f"`--happy-test {held_out}` holds 1 of the training images" in (out / "MODEL_CARD.md").read_text()
+    assert f"--happy-test {held_out}" in run_cli("info", "--model", out).stdout
     said = f"{folder}: {stats['used']} of 34 photos used (1 unreadable, {stats['no_face']} without a face found)"
     assert said in proc.stderr
     assert {"test_happy", "held_out"} <= set(card["metrics"]["emotion"])

@@ -105,6 +105,14 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
         ]
         for e in again.get("earlier", []):
             lines.append(f"Measured again before that on {e['date']}: {e['why']}")
+    overlap = card["training"].get("held_out_also_trained_on")
+    if overlap:
+        lines += [
+            "",
+            "**Not held out:** "
+            + "; ".join(f"`{name}` holds {n} of the training images" for name, n in overlap.items())
+            + ", so their figures overstate what the model does on images it has not seen.",
+        ]
     cal = card.get("calibration")
     if cal:
         lines += [

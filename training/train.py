@@ -291,7 +291,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
     overlap = {name: len(image_digests(s) & trained_on) for name, s in held_sets.items()}
     overlap = {name: n for name, n in overlap.items() if n}
     for name, n in overlap.items():
-        report("info", f"warning: {n} images of {name} are training images too: its figures are not held out")
+        report("info", f"warning: {name} holds {n} of the training images: its figures are not held out")
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file, not a folder")
     try:
