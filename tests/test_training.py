@@ -21,6 +21,7 @@ from training.data import (  # noqa: E402
     happy_crops,
     happy_folder_files,
     happy_sources,
+    in_both_emotions,
     load_happy,
     training_detector,
 )
@@ -92,6 +93,15 @@ def test_happy_folders_are_read_in_either_layout(tmp_path):
         ("SAD/1.jpg", 0),
         ("SAD/2.jpg", 0),
     ]
+    # A photo in a happy and in a sad folder (a group photo sort --multi all copied into both): neither.
+    both = tmp_path / "both"
+    make_happy_folder(both, ("HappyMale", "SadFemale"), 2)
+    shutil.copy(both / "HappyMale" / "0.jpg", both / "SadFemale" / "group.jpg")
+    shutil.copy(both / "HappyMale" / "1.jpg", both / "HappyMale" / "again.jpg")  # twice, one emotion: kept
+    assert in_both_emotions(happy_folder_files(both)) == {
+        str(both / "HappyMale" / "0.jpg"),
+        str(both / "SadFemale" / "group.jpg"),
+    }
     # The folder facesort sort writes: each photo has its class's emotion; NoFace/ and the report stay out.
     sorted_ = make_happy_folder(tmp_path / "sorted", ("HappyMale", "happy_female", "SadFemale", "NoFace"), 2)
     (sorted_ / "facesort-report.csv").write_text("source,destination\n")
@@ -415,6 +425,7 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path, monkeyp
     folder = photo_folder(tmp_path / "my_photos", happy, "train_set", slice(48, 80))
     (folder / "happy" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")  # skipped and counted
     cv2.imwrite(str(folder / "sad" / "wall.png"), np.full((200, 200, 3), 90, np.uint8))  # no face: left out
+    shutil.copy(sorted((folder / "happy").glob("*.png"))[-1], folder / "sad" / "copy.png")  # both: left out
     held_out = photo_folder(tmp_path / "held_out", SHARED / "happy" / "celeba_smile_test.h5", "test_set", slice(24))
     leaked = next((folder / "happy").glob("*.png"))
     shutil.copy(leaked, held_out / "happy" / "leaked.png")  # a training photo among the held-out ones
@@ -471,16 +482,22 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path, monkeyp
     }
     # Folders of photos: listed with one digest over their files; each photo read, its face found and cropped
     # by the shared convention, the broken one and the one without a face counted and left out.
-    assert card["data"]["happy"][str(folder)]["photos"] == 34
+    assert card["data"]["happy"][str(folder)]["photos"] == 35
     assert len(card["data"]["happy"][str(folder)]["files_sha256"]) == 64
     stats = card["training"]["happy_folders"][str(folder)]
-    assert stats["images"] == 34 and stats["unreadable"] == 1 and stats["no_face_files"][-1].endswith("wall.png")
-    assert stats["used"] == 34 - 1 - stats["no_face"] >= 24
+    assert stats["images"] == 35 and stats["unreadable"] == 1 and stats["no_face_files"][-1].endswith("wall.png")
+    assert stats["in_both_emotions"] == 2  # one photo in happy/ and, copied, in sad/: neither is used
+    assert stats["used"] == 35 - 1 - 2 - stats["no_face"] >= 24
+    assert card["crop"]["photo_folders_detector"].startswith("haar")  # --happy-detector's (without it: auto)
     assert card["training"]["happy_folders"][str(held_out)]["used"] >= 18
     assert card["training"]["held_out_also_trained_on"] == {f"--happy-test {held_out}": 1}
     assert f"`--happy-test {held_out}` holds 1 of the training images" in (out / "MODEL_CARD.md").read_text()
     assert f"--happy-test {held_out}" in run_cli("info", "--model", out).stdout
-    said = f"{folder}: {stats['used']} of 34 photos used (1 unreadable, {stats['no_face']} without a face found)"
+    said = (
+        f"{folder}: {stats['used']} of 35 photos used (1 unreadable"
+        + f", {stats['no_face']} without a face found" * bool(stats["no_face"])
+        + ", 2 in both a happy and a sad folder)"
+    )
     assert said in proc.stderr
     assert {"test_happy", "held_out"} <= set(card["metrics"]["emotion"])
     offset = card["calibration"]["emotion_logit_offset"]

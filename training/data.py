@@ -116,6 +116,20 @@ def happy_sources(paths: list[str | os.PathLike]) -> tuple[HappySet | None, dict
     return (load_happy(files) if files else None), folders
 
 
+def in_both_emotions(files: list[tuple[str, int]]) -> set[str]:
+    """The photos whose very content is labelled both happy and sad: a photo copied into a Happy and a Sad class
+    folder, as `sort --multi all` does with a group photo, whose largest face (the one training takes) cannot
+    be both."""
+    digests, labels = {}, {}
+    for path, label in files:
+        try:
+            digests[path] = sha256(path)
+        except OSError:
+            continue  # read (and counted unreadable) when it is cropped
+        labels.setdefault(digests[path], set()).add(label)
+    return {path for path, d in digests.items() if len(labels[d]) > 1}
+
+
 def image_digests(source: HappySet | list[tuple]) -> set[tuple[str, str]]:
     """What identifies each image of a dataset, to find the same image in two of them: the sha256 of an HDF5
     image's pixels, or of a photo file's bytes (so a copy of a photo is the same photo; an HDF5 image and a

@@ -37,6 +37,7 @@ from training.data import (
     happy_source,
     happy_sources,
     image_digests,
+    in_both_emotions,
     sha256,
     training_detector,
 )
@@ -262,6 +263,9 @@ def train(cfg: TrainConfig, report=print) -> dict:
     report("stage", "reading the happy/sad set")
     detector = training_detector(cfg.detector)
     happy_detector = training_detector(cfg.happy_detector) if cfg.happy_detector else detector
+    # Photos of a folder: their faces found as `facesort classify` finds them (unless --happy-detector says
+    # otherwise), so the model learns from the crops it will be shown of those people.
+    photo_detector = training_detector(cfg.happy_detector or "auto")
     happy, happy_folders = happy_sources(cfg.happy)
     held_out = {p: happy_source(p) for p in dict.fromkeys([*cfg.happy_test, *cfg.calibrate])}
     g_train, g_val = gender_files(cfg.gender, seed=cfg.seed)
@@ -308,19 +312,22 @@ def train(cfg: TrainConfig, report=print) -> dict:
         """(crops, labels) of one happy/sad dataset; a folder's photos without a face are left out, counted."""
         if isinstance(source, HappySet):
             return happy_crops(source.x, size, detector=detector)[0], source.y
+        both = in_both_emotions(source)
+        source = [f for f in source if f[0] not in both]
         x, y, st = folder_crop_cache(source, cfg.cache, size, workers=cfg.workers, detector=detector, faceless="skip")
+        st = {**st, "images": st["images"] + len(both), "in_both_emotions": len(both)}
         folder_stats[path] = st
         report("info", f"{path}: {st['used']} of {st['images']} photos used{_left_out(st)}")
         missing = [name for label, name in enumerate(HAPPY_FOLDERS) if label not in y]
         if missing:
-            raise DataError(f"{path}: no face found in any of its {' or '.join(missing)} photos")
+            raise DataError(f"{path}: none of its {' or '.join(missing)} photos could be used{_left_out(st)}")
         return np.asarray(x), y
 
     parts, det_happy = [], None
     if happy is not None:
         hx, det_happy = happy_crops(happy.x, size, detector=happy_detector)
         parts.append((hx, happy.y))
-    parts += [emotion_crops(p, files, happy_detector) for p, files in happy_folders.items()]
+    parts += [emotion_crops(p, files, photo_detector) for p, files in happy_folders.items()]
     hx = parts[0][0] if len(parts) == 1 else np.concatenate([x for x, _ in parts])
     hy = np.concatenate([y for _, y in parts]).astype(np.float32)
     # Held-out sets, read and cropped once each (one may be both --happy-test and --calibrate). Held-out
@@ -562,6 +569,11 @@ def train(cfg: TrainConfig, report=print) -> dict:
                     if cfg.happy_detector and cfg.happy_detector != cfg.detector
                     else {}
                 ),
+                **(
+                    {"photo_folders_detector": TRAINING_DETECTORS[cfg.happy_detector or "auto"]}
+                    if happy_folders
+                    else {}
+                ),
             },
             "outputs": {
                 "p_happy": "(N,) P(happy)" + (" (threshold calibrated, see calibration)" if calibration else ""),
@@ -651,6 +663,7 @@ def _left_out(stats: dict) -> str:
     """ " (2 unreadable, 1 without a face found)" for a folder's crop stats, or "" where none was left out."""
     parts = [f"{stats['unreadable']} unreadable"] * bool(stats["unreadable"])
     parts += [f"{stats['no_face']} without a face found"] * bool(stats.get("no_face"))
+    parts += [f"{stats['in_both_emotions']} in both a happy and a sad folder"] * bool(stats.get("in_both_emotions"))
     return f" ({', '.join(parts)})" if parts else ""
 
 
