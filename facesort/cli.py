@@ -1079,7 +1079,8 @@ def train(
         TrainDetector | None,
         typer.Option(
             "--happy-detector",
-            help="Finds the faces in the happy/sad images instead of --detector (the gender images keep it).",
+            help="Finds the faces in the happy/sad images instead of --detector (the gender images keep it); "
+            "in --happy photo folders instead of auto, the detector classify uses.",
         ),
     ] = None,
     seed: int = 0,
