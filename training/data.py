@@ -116,33 +116,38 @@ def happy_sources(paths: list[str | os.PathLike]) -> tuple[HappySet | None, dict
     return (load_happy(files) if files else None), folders
 
 
-def in_both_emotions(files: list[tuple[str, int]]) -> set[str]:
-    """The photos whose very content is labelled both happy and sad: a photo copied into a Happy and a Sad class
-    folder, as `sort --multi all` does with a group photo, whose largest face (the one training takes) cannot
-    be both."""
-    digests, labels = {}, {}
+def file_digests(files: list[tuple], known: dict[str, str] | None = None) -> dict[str, str]:
+    """{path: sha256 of the file's bytes} for the readable files of `files` ((path, ...) rows); an unreadable one
+    is left out (it is counted where it is cropped). `known` holds digests read before, and takes the new ones,
+    so that a run reads each file once."""
+    known = {} if known is None else known
+    for path, *_ in files:
+        if path not in known:
+            try:
+                known[path] = sha256(path)
+            except OSError:
+                continue
+    return {path: known[path] for path, *_ in files if path in known}
+
+
+def in_both_emotions(files: list[tuple[str, int]], digests: dict[str, str]) -> set[str]:
+    """The photos whose very content (`digests`, file_digests') is labelled both happy and sad: a photo copied
+    into a Happy and a Sad class folder, as `sort --multi all` does with a group photo, whose largest face (the
+    one training takes) cannot be both."""
+    labels: dict[str, set[int]] = {}
     for path, label in files:
-        try:
-            digests[path] = sha256(path)
-        except OSError:
-            continue  # read (and counted unreadable) when it is cropped
-        labels.setdefault(digests[path], set()).add(label)
-    return {path for path, d in digests.items() if len(labels[d]) > 1}
+        if path in digests:
+            labels.setdefault(digests[path], set()).add(label)
+    return {path for path, _ in files if path in digests and len(labels[digests[path]]) > 1}
 
 
-def image_digests(source: HappySet | list[tuple]) -> set[tuple[str, str]]:
+def image_digests(source: HappySet | list[tuple], known: dict[str, str] | None = None) -> set[tuple[str, str]]:
     """What identifies each image of a dataset, to find the same image in two of them: the sha256 of an HDF5
-    image's pixels, or of a photo file's bytes (so a copy of a photo is the same photo; an HDF5 image and a
-    photo file are never compared)."""
+    image's pixels, or of a photo file's bytes (file_digests, with `known`: so a copy of a photo is the same
+    photo; an HDF5 image and a photo file are never compared)."""
     if isinstance(source, HappySet):
         return {("pixels", hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()) for x in source.x}
-    found = set()
-    for path, *_ in source:
-        try:
-            found.add(("file", sha256(path)))
-        except OSError:
-            pass  # read (and counted unreadable) when it is cropped
-    return found
+    return {("file", d) for d in file_digests(source, known).values()}
 
 
 def _subfolder(folder: Path, name: str) -> Path | None:

@@ -31,6 +31,7 @@ from training.data import (
     TRAINING_DETECTORS,
     DataError,
     HappySet,
+    file_digests,
     folder_crop_cache,
     gender_files,
     happy_crops,
@@ -288,11 +289,12 @@ def train(cfg: TrainConfig, report=print) -> dict:
             raise DataError(f"--landmark-teacher: {e}") from None
     # Held-out images that are training images too (a photo given to --happy and, or as a copy, to --evaluate)
     # would make their figures meaningless: said now, before any work, and kept in the card.
-    trained_on = set().union(*map(image_digests, [*([happy] if happy else []), *happy_folders.values()]))
+    read: dict[str, str] = {}  # each photo file's sha256, read once for these checks and the card
+    trained_on = set().union(*(image_digests(s, read) for s in [*([happy] if happy else []), *happy_folders.values()]))
     held_sets = {f"--happy-test {p}" if p in cfg.happy_test else f"--calibrate {p}": s for p, s in held_out.items()}
     if evaluate_files:
         held_sets[f"--evaluate {cfg.evaluate}"] = evaluate_files
-    overlap = {name: len(image_digests(s) & trained_on) for name, s in held_sets.items()}
+    overlap = {name: len(image_digests(s, read) & trained_on) for name, s in held_sets.items()}
     overlap = {name: n for name, n in overlap.items() if n}
     for name, n in overlap.items():
         report("info", f"warning: {name} holds {n} of the training images: its figures are not held out")
@@ -312,7 +314,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         """(crops, labels) of one happy/sad dataset; a folder's photos without a face are left out, counted."""
         if isinstance(source, HappySet):
             return happy_crops(source.x, size, detector=detector)[0], source.y
-        both = in_both_emotions(source)
+        both = in_both_emotions(source, file_digests(source, read))
         source = [f for f in source if f[0] not in both]
         x, y, st = folder_crop_cache(source, cfg.cache, size, workers=cfg.workers, detector=detector, faceless="skip")
         st = {**st, "images": st["images"] + len(both), "in_both_emotions": len(both)}
@@ -619,7 +621,9 @@ def train(cfg: TrainConfig, report=print) -> dict:
             },
             "data": {
                 "happy": {
-                    p: {"photos": len(listed[p]), "files_sha256": _list_digest(listed[p])} if p in listed else sha256(p)
+                    p: {"photos": len(listed[p]), "files_sha256": _list_digest(listed[p], read)}
+                    if p in listed
+                    else sha256(p)
                     for p in data_files
                 },
                 "gender": {
@@ -681,12 +685,14 @@ def _graph_of(model):
     return tf.function(lambda t: model(t, training=False), reduce_retracing=True)
 
 
-def _list_digest(files: list[tuple[str, int]]) -> str:
-    """One sha256 over every file of a folder dataset: each file's name, label and content sha256, in order
-    (27,000 sha256 values would swamp the card; this one changes if any of them does)."""
+def _list_digest(files: list[tuple[str, int]], known: dict[str, str] | None = None) -> str:
+    """One sha256 over every file of a folder dataset: each file's name, label and content sha256 (or
+    "unreadable"), in order (27,000 sha256 values would swamp the card; this one changes if any of them does).
+    `known`: digests read before (file_digests)."""
     import hashlib
 
+    digests = file_digests(files, known)
     h = hashlib.sha256()
     for path, label in sorted(files):
-        h.update(f"{Path(path).name}\t{label}\t{sha256(path)}\n".encode())
+        h.update(f"{Path(path).name}\t{label}\t{digests.get(path, 'unreadable')}\n".encode())
     return h.hexdigest()
