@@ -137,6 +137,15 @@ MinFace = Annotated[
         "photo (with auto, beside BlazeFace) at the resolution that size needs (slower on large photos).",
     ),
 ]
+Sideways = Annotated[
+    bool,
+    typer.Option(
+        "--sideways",
+        help="Also look at each photo turned a quarter each way and upside down, and take a turned view where "
+        "BlazeFace is surer of a face there: for scanned prints and photos that lost their EXIF orientation "
+        "(auto and blazeface; slower).",
+    ),
+]
 DeviceOpt = Annotated[Device, typer.Option(help="auto: CUDA when ONNX Runtime really runs there, else CPU.")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Faces per ONNX Runtime call.")]
 Workers = Annotated[int, typer.Option(min=1, help="Threads decoding and detecting.")]
@@ -208,6 +217,7 @@ class _Run:
         quiet,
         exclude=(),
         ignore=(),
+        sideways=False,
     ):
         from facesort.detect import make_detector
         from facesort.images import hide_decoder_messages
@@ -237,7 +247,10 @@ class _Run:
             self.classifier = pipeline_classifier(model, device.value, verbose)
         except ModelError as e:
             fail(str(e))
-        self.detector = make_detector(detector.value, min_face, self.classifier.crop_scale)
+        try:
+            self.detector = make_detector(detector.value, min_face, self.classifier.crop_scale, sideways)
+        except ValueError as e:
+            fail(str(e), 2)
         self.paths, self.recursive, self.exclude, self.ignore = paths, recursive, exclude, tuple(ignore or ())
         self.skip: set[str] = set()  # files a resumed report has already (real paths)
         self.batch_size, self.workers, self.max_pixels = batch_size, workers, max_pixels
@@ -246,7 +259,8 @@ class _Run:
         if not quiet:
             self.console.print(
                 f"facesort: model {_plain(self.classifier.model_dir.name)}, device [bold]{self.classifier.device}[/] "
-                f"({', '.join(self.classifier.providers)}), detector {detector.value}",
+                f"({', '.join(self.classifier.providers)}), detector {detector.value}"
+                + (" --sideways" if sideways else ""),
                 highlight=False,
             )
 
@@ -409,6 +423,7 @@ def classify(
     exclude: Exclude = None,
     detector: DetectorOpt = Detector.auto,
     min_face: MinFace = 0,
+    sideways: Sideways = False,
     device: DeviceOpt = Device.auto,
     batch_size: BatchSize = 64,
     workers: Workers = _default_workers(),
@@ -448,7 +463,7 @@ def classify(
         except ValueError as e:
             fail(f"{out} {e}: nothing was written to it; give another --out, or leave out --resume", 2)
     walk = (paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
-    run = _Run(*walk, ignore=exclude)
+    run = _Run(*walk, ignore=exclude, sideways=sideways)
     done_files = len({r["path"] for r in done})
     if offset is not None:
         run.skip = {os.path.realpath(r["path"]) for r in done}
@@ -586,6 +601,7 @@ def sort_cmd(
     exclude: Exclude = None,
     detector: DetectorOpt = Detector.auto,
     min_face: MinFace = 0,
+    sideways: Sideways = False,
     device: DeviceOpt = Device.auto,
     batch_size: BatchSize = 64,
     workers: Workers = _default_workers(),
@@ -637,7 +653,7 @@ def sort_cmd(
         run = None
     else:
         walk = (paths, recursive, detector, min_face, device, batch_size, workers, model, max_pixels, verbose, quiet)
-        run = _Run(*walk, exclude=[into], ignore=exclude)
+        run = _Run(*walk, exclude=[into], ignore=exclude, sideways=sideways)
         groups = group_by_image(run.results())
     try:
         sorter = Sorter(into, mode, dry_run, sidecars)
@@ -867,6 +883,7 @@ def evaluate(
     plots: Annotated[Path | None, typer.Option("--plots", help="Write the confusion matrix PNG here.")] = None,
     detector: DetectorOpt = Detector.auto,
     min_face: MinFace = 0,
+    sideways: Sideways = False,
     device: DeviceOpt = Device.auto,
     batch_size: BatchSize = 64,
     workers: Workers = _default_workers(),
@@ -895,7 +912,20 @@ def evaluate(
                 "(choose another --plots folder)",
                 2,
             )
-    run = _Run([folder], True, detector, min_face, device, batch_size, workers, model, MAX_PIXELS, verbose, quiet)
+    run = _Run(
+        [folder],
+        True,
+        detector,
+        min_face,
+        device,
+        batch_size,
+        workers,
+        model,
+        MAX_PIXELS,
+        verbose,
+        quiet,
+        sideways=sideways,
+    )
     errors: list[tuple[str, str]] = []
     confidences: list[float] = []
     y_true, y_pred = predict_folder(

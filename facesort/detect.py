@@ -29,6 +29,11 @@ BLAZE_IOU = 0.3  # boxes overlapping more are one face (weighted non-maximum sup
 # over 2,876 gender/Training crops where both detectors found the face (inter-quartile range of the side
 # ratio 0.85-0.93). On whole photos Haar's own boxes come out about 1.2x looser than these.
 BLAZE_TO_HAAR = (0.89, -0.012, -0.113)
+# --sideways takes a turned view of a photo where BlazeFace's best face score there beats the photo's own by
+# more than this. Chosen on 600 gender/Training crops, each also turned a quarter or upside down (python -m
+# bench.sideways --choose): the largest margin (of 0, 0.05, 0.1, ...) that keeps 95% of the right turns (575 of
+# 600; 0.1 keeps 519), which halves the wrong turns of upright crops (17 -> 11 of 600) against no margin.
+SIDEWAYS_MARGIN = 0.05
 FULL_TO_SHORT = (0.934, 0.008, 0.047)
 
 # Chosen by measured recall on ../shared/data/fourclass_dev (1,200 photos) and wild_dev (200), see
@@ -150,6 +155,7 @@ class BlazeFaceDetector:
     score_threshold: float = BLAZE_SCORE
     align: bool = True  # crops turned with the face's roll (eyes level); False: upright crops
     model: BlazeModel = BLAZE_SHORT
+    sideways: bool = False  # where no face is found upright, look in the image turned a quarter each way
     name = "blazeface"
 
     @cached_property
@@ -175,6 +181,10 @@ class BlazeFaceDetector:
     def model_faces(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
         """Each face as the model itself frames it, in the image's pixels: (centre x, centre y, side, roll),
         before any mapping onto another framing; in the order weighted non-maximum suppression gives."""
+        return self._scored_faces(image)[1]
+
+    def _scored_faces(self, image: np.ndarray) -> tuple[float, list[tuple[float, float, float, float]]]:
+        """(the best face score, 0 without a face; model_faces)."""
         height, width = image.shape[:2]
         long_side = max(height, width)
         size = self.model.size
@@ -190,7 +200,7 @@ class BlazeFaceDetector:
         logits = np.clip(scores[0, :, 0], -100.0, 100.0)
         keep = logits >= np.log(self.score_threshold / (1.0 - self.score_threshold))
         if not keep.any():
-            return []
+            return 0.0, []
         score = 1.0 / (1.0 + np.exp(-logits[keep]))
         r = regressors[0, keep, :8] / size
         anchors = self._anchors[keep]
@@ -204,23 +214,59 @@ class BlazeFaceDetector:
             x0, y0, x1, y1 = (row[:4] * size - [left, top, left, top]) / k
             roll = float(np.degrees(np.arctan2(row[7] - row[5], row[6] - row[4]))) if self.align else 0.0
             faces.append(((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0), roll))
-        return faces
+        return float(score.max()), faces
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         """Faces in a BGR image, largest first."""
+        faces = self._boxes(self.model_faces(image), image)
+        return _sideways(faces, image, [self]) if self.sideways else faces
+
+    def turned_views(self, image: np.ndarray, upright_enough: float = 1.0) -> dict[int, tuple[float, list[FaceBox]]]:
+        """{quarters: (best face score, 0 without one; faces)} of the image turned 0, 1 (clockwise), -1
+        (anticlockwise) and 2 (upside down) quarter turns, the faces as boxes in the image's own pixels, each
+        with its roll, so that its crop comes out as upright as the face was in the turned view; only the
+        view as it is where its score is at least `upright_enough`."""
+        # Shrunk once to the model's input, as the model would shrink each view anyway: turning a large photo
+        # costs more than the model does.
+        # Sized exactly as model_faces sizes the photo, so a view turned back upright is the model's input
+        # for the upright photo, pixel for pixel.
         height, width = image.shape[:2]
-        faces = []
-        for cx, cy, side, roll in self.model_faces(image):
+        k = min(1.0, self.model.size / max(height, width))
+        if k < 1.0:
+            width, height = max(1, round(width * k)), max(1, round(height * k))
+        small = image if k == 1.0 else cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        # Where a point (x, y) of each turned view was in the shrunk copy, and how much the turn added to a roll.
+        back = {
+            0: (lambda x, y: (x, y), 0.0),
+            1: (lambda x, y: (y, height - x), -90.0),
+            -1: (lambda x, y: (width - y, x), 90.0),
+            2: (lambda x, y: (width - x, height - y), 180.0),
+        }
+        views = {}
+        for quarters, (to_small, turn) in back.items():
+            score, faces = self._scored_faces(_turn(small, quarters) if quarters else small)
+            faces = [(*(v / k for v in to_small(x, y)), side / k, roll + turn) for x, y, side, roll in faces]
+            views[quarters] = score, self._boxes(faces, image)
+            if quarters == 0 and score >= upright_enough:
+                break
+        return views
+
+    def _boxes(self, faces: list[tuple[float, float, float, float]], image: np.ndarray) -> list[FaceBox]:
+        """model_faces' faces as FaceBoxes in the Haar framing, largest first."""
+        height, width = image.shape[:2]
+        boxes = []
+        for cx, cy, side, roll in faces:
             # Offsets lie along the face's own axes, turned with it: this model's box onto the short-range
             # model's, then that onto the Haar box.
             cos, sin = np.cos(np.radians(roll)), np.sin(np.radians(roll))
             for ratio, dx, dy in (self.model.to_short, BLAZE_TO_HAAR):
                 cx, cy = cx + (dx * cos - dy * sin) * side, cy + (dx * sin + dy * cos) * side
                 side *= ratio
+            roll = roll - 360.0 if roll > 180.0 else roll + 360.0 if roll <= -180.0 else roll  # a quarter turn's
             box = FaceBox(*(int(round(v)) for v in (cx - side / 2, cy - side / 2, side, side)), roll=round(roll, 2))
             if box.w >= 1 and box.x < width and box.y < height and box.x + box.w > 0 and box.y + box.h > 0:
-                faces.append(box)
-        return sorted(faces, key=lambda b: (-b.area, b.x, b.y))
+                boxes.append(box)
+        return sorted(boxes, key=lambda b: (-b.area, b.x, b.y))
 
     def max_decode_reduction(self) -> int:
         return 8
@@ -229,9 +275,35 @@ class BlazeFaceDetector:
     def signature(self) -> str:
         digest = hashlib.sha256(self.model.path.read_bytes()).hexdigest()[:16]
         mapping = f" {self.model.to_short}" if self.model.to_short != BLAZE_SHORT.to_short else ""
-        return f"blazeface {digest} {self.score_threshold} {BLAZE_IOU} {BLAZE_TO_HAAR}{mapping}" + (
-            " roll" if self.align else ""
+        return (
+            f"blazeface {digest} {self.score_threshold} {BLAZE_IOU} {BLAZE_TO_HAAR}{mapping}"
+            + (" roll" if self.align else "")
+            + (" sideways" if self.sideways else "")
         )
+
+
+def _turn(image: np.ndarray, quarters: int) -> np.ndarray:
+    """The image turned a quarter clockwise (1), anticlockwise (-1) or upside down (2)."""
+    code = {1: cv2.ROTATE_90_CLOCKWISE, -1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180}[quarters]
+    return cv2.rotate(image, code)
+
+
+def _sideways(found: list[FaceBox], image: np.ndarray, blazes: list[BlazeFaceDetector]) -> list[FaceBox]:
+    """`--sideways`: the photo is also looked at turned a quarter each way and upside down (a scanned print, a
+    photo that lost its EXIF orientation), and where BlazeFace is surer of a face in a turned view than in the
+    photo as it is, the faces of that view are taken: BlazeFace learned from upright faces, and frames them
+    better upright. The first of `blazes` that finds a face in any view decides; where none does, `found`."""
+    for blaze in blazes:
+        # A score within the margin of 1 cannot be beaten by it: the turned views are not looked at.
+        views = blaze.turned_views(image, upright_enough=1.0 - SIDEWAYS_MARGIN)
+        if len(views) == 1:
+            return found
+        best = max((1, -1, 2), key=lambda turn: views[turn][0])
+        if views[best][0] > views[0][0] + SIDEWAYS_MARGIN:
+            return views[best][1]
+        if views[0][0] > 0 or views[best][0] > 0:
+            return found
+    return found
 
 
 def _weighted_nms(rows: np.ndarray, score: np.ndarray, iou: float) -> list[np.ndarray]:
@@ -263,6 +335,7 @@ class AutoDetector:
     min_face: int = DEFAULT_MIN_FACE
     blaze: BlazeFaceDetector = field(default_factory=BlazeFaceDetector)
     full: BlazeFaceDetector | None = None  # default: full-range, turned as `blaze` is
+    sideways: bool = False  # where no face is found at all, BlazeFace looks in the image turned a quarter
     name = "auto"
 
     def __post_init__(self) -> None:
@@ -271,6 +344,11 @@ class AutoDetector:
             self.full = BlazeFaceDetector(align=self.blaze.align, model=BLAZE_FULL)
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
+        return (
+            _sideways(self._upright(image), image, [self.blaze, self.full]) if self.sideways else self._upright(image)
+        )
+
+    def _upright(self, image: np.ndarray) -> list[FaceBox]:
         faces = self.blaze.detect(image) or self.full.detect(image)
         if faces and not self.min_face:
             return faces
@@ -282,7 +360,8 @@ class AutoDetector:
 
     @property
     def signature(self) -> str:
-        return f"auto [{self.blaze.signature}] [{self.full.signature}] [{self.haar.signature}]"
+        sideways = " sideways" if self.sideways else ""
+        return f"auto [{self.blaze.signature}] [{self.full.signature}] [{self.haar.signature}]{sideways}"
 
 
 def _centre_inside(a: FaceBox, b: FaceBox) -> bool:
@@ -315,12 +394,15 @@ def _load_cascade(name: str) -> cv2.CascadeClassifier:
     return cascade
 
 
-def make_detector(name: str, min_face: int = DEFAULT_MIN_FACE, crop_scale: float = CROP_SCALE):
-    """The detector called `name` on the command line."""
+def make_detector(name: str, min_face: int = DEFAULT_MIN_FACE, crop_scale: float = CROP_SCALE, sideways: bool = False):
+    """The detector called `name` on the command line; `sideways` (auto and blazeface only): where no face is
+    found upright, BlazeFace also looks for faces lying on their side."""
+    if sideways and name not in ("auto", "blazeface"):
+        raise ValueError(f"--sideways looks with BlazeFace: use --detector auto or blazeface, not {name}")
     if name == "auto":
-        return AutoDetector(min_face=min_face)
+        return AutoDetector(min_face=min_face, sideways=sideways)
     if name == "blazeface":
-        return BlazeFaceDetector()
+        return BlazeFaceDetector(sideways=sideways)
     if name == "haar":
         return HaarDetector(min_face=min_face)
     if name == "none":

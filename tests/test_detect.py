@@ -199,3 +199,47 @@ def test_a_rolled_crop_is_the_upright_crop_turned():
     np.testing.assert_allclose(crop_face(image, replace(box, roll=1e-6), size=88), upright, atol=1)
     edge = FaceBox(-30, -30, 80, 80, roll=10.0)
     assert crop_face(image, edge).shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("turn", [cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE, cv2.ROTATE_180])
+def test_sideways_finds_a_turned_photos_face_and_turns_its_crop_upright(images, turn):
+    plain, sideways = AutoDetector(), AutoDetector(sideways=True)
+    for image in images:
+        h, w = image.shape[:2]
+        upright = plain.detect(image)[0]
+        assert sideways.detect(image)[0] == upright  # an upright photo stays as it is
+        box = sideways.detect(np.ascontiguousarray(cv2.rotate(image, turn)))[0]
+        # The box, in the turned photo's pixels, taken back to the upright photo's: the same face, and a roll
+        # that turns the crop upright (the upright face's roll plus the turn).
+        cx, cy = box.x + box.w / 2, box.y + box.h / 2
+        back, added = {
+            cv2.ROTATE_90_CLOCKWISE: ((cy, h - cx), 90.0),
+            cv2.ROTATE_90_COUNTERCLOCKWISE: ((w - cy, cx), -90.0),
+            cv2.ROTATE_180: ((w - cx, h - cy), 180.0),
+        }[turn]
+        side = box.w
+        assert iou(FaceBox(int(back[0] - side / 2), int(back[1] - side / 2), side, side), upright) > 0.6
+        assert abs((box.roll - upright.roll - added + 180.0) % 360.0 - 180.0) < 30.0
+
+
+def test_sideways_classifies_turned_photos_as_upright_ones_and_needs_blazeface(tmp_path):
+    import csv
+
+    from conftest import run_cli
+
+    turned = tmp_path / "turned"
+    turned.mkdir()
+    for photo in example_photos():  # upside down, as a scanned print can be, with no EXIF to undo it
+        cv2.imwrite(str(turned / f"{photo.stem}.png"), cv2.rotate(read_image(photo), cv2.ROTATE_180))
+
+    def labels(*args) -> dict[str, str]:
+        proc = run_cli("classify", *args)
+        assert proc.returncode == 0, proc.stderr
+        rows = csv.DictReader(proc.stdout.splitlines())
+        return {r["path"].rsplit("/", 1)[-1].split(".")[0]: r["label"] for r in rows if r["face"] in ("0", "")}
+
+    upright = labels(*example_photos())
+    assert labels(turned, "--sideways") == upright
+    assert sum(a == b for a, b in zip(labels(turned).values(), upright.values())) <= len(upright) // 2
+    proc = run_cli("classify", turned, "--sideways", "--detector", "haar")
+    assert proc.returncode == 2 and "--sideways looks with BlazeFace" in proc.stderr
