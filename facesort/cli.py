@@ -912,20 +912,8 @@ def evaluate(
                 "(choose another --plots folder)",
                 2,
             )
-    run = _Run(
-        [folder],
-        True,
-        detector,
-        min_face,
-        device,
-        batch_size,
-        workers,
-        model,
-        MAX_PIXELS,
-        verbose,
-        quiet,
-        sideways=sideways,
-    )
+    walk = ([folder], True, detector, min_face, device, batch_size, workers, model, MAX_PIXELS, verbose, quiet)
+    run = _Run(*walk, sideways=sideways)
     errors: list[tuple[str, str]] = []
     confidences: list[float] = []
     y_true, y_pred = predict_folder(
