@@ -2,7 +2,9 @@
 and OpenCV's Haar cascades.
 
 The default, `auto`, runs BlazeFace short-range; on a photo where it finds nothing, BlazeFace full-range
-(small faces: people seen whole, groups); where that finds nothing either, the Haar passes.
+(small faces: people seen whole, groups); where that finds nothing either, the Haar passes. With `sideways`,
+BlazeFace also looks at each photo turned a quarter each way and upside down (scanned prints, photos that
+lost their EXIF orientation).
 Every detector returns boxes in the full image's coordinates, largest face first. BlazeFace's boxes are
 mapped onto the Haar cascades' on tight face crops (BLAZE_TO_HAAR), so training crops made with either
 frame faces alike.
@@ -155,7 +157,7 @@ class BlazeFaceDetector:
     score_threshold: float = BLAZE_SCORE
     align: bool = True  # crops turned with the face's roll (eyes level); False: upright crops
     model: BlazeModel = BLAZE_SHORT
-    sideways: bool = False  # where no face is found upright, look in the image turned a quarter each way
+    sideways: bool = False  # also look at the image turned each way (_sideways)
     name = "blazeface"
 
     @cached_property
@@ -226,10 +228,9 @@ class BlazeFaceDetector:
         (anticlockwise) and 2 (upside down) quarter turns, the faces as boxes in the image's own pixels, each
         with its roll, so that its crop comes out as upright as the face was in the turned view; only the
         view as it is where its score is at least `upright_enough`."""
-        # Shrunk once to the model's input, as the model would shrink each view anyway: turning a large photo
-        # costs more than the model does.
-        # Sized exactly as model_faces sizes the photo, so a view turned back upright is the model's input
-        # for the upright photo, pixel for pixel.
+        # Shrunk once to the model's input, as the model would shrink each view anyway (turning a large photo
+        # costs more than the model does), and sized exactly as model_faces sizes it, so that a view turned
+        # back upright is the model's input for the upright photo, pixel for pixel.
         height, width = image.shape[:2]
         k = min(1.0, self.model.size / max(height, width))
         if k < 1.0:
@@ -262,7 +263,7 @@ class BlazeFaceDetector:
             for ratio, dx, dy in (self.model.to_short, BLAZE_TO_HAAR):
                 cx, cy = cx + (dx * cos - dy * sin) * side, cy + (dx * sin + dy * cos) * side
                 side *= ratio
-            roll = roll - 360.0 if roll > 180.0 else roll + 360.0 if roll <= -180.0 else roll  # a quarter turn's
+            roll = roll - 360.0 if roll > 180.0 else roll + 360.0 if roll <= -180.0 else roll  # a turned view's
             box = FaceBox(*(int(round(v)) for v in (cx - side / 2, cy - side / 2, side, side)), roll=round(roll, 2))
             if box.w >= 1 and box.x < width and box.y < height and box.x + box.w > 0 and box.y + box.h > 0:
                 boxes.append(box)
@@ -335,7 +336,7 @@ class AutoDetector:
     min_face: int = DEFAULT_MIN_FACE
     blaze: BlazeFaceDetector = field(default_factory=BlazeFaceDetector)
     full: BlazeFaceDetector | None = None  # default: full-range, turned as `blaze` is
-    sideways: bool = False  # where no face is found at all, BlazeFace looks in the image turned a quarter
+    sideways: bool = False  # BlazeFace also looks at the image turned each way (_sideways)
     name = "auto"
 
     def __post_init__(self) -> None:
@@ -395,8 +396,8 @@ def _load_cascade(name: str) -> cv2.CascadeClassifier:
 
 
 def make_detector(name: str, min_face: int = DEFAULT_MIN_FACE, crop_scale: float = CROP_SCALE, sideways: bool = False):
-    """The detector called `name` on the command line; `sideways` (auto and blazeface only): where no face is
-    found upright, BlazeFace also looks for faces lying on their side."""
+    """The detector called `name` on the command line; `sideways` (auto and blazeface only): BlazeFace also looks
+    at each photo turned a quarter each way and upside down (_sideways)."""
     if sideways and name not in ("auto", "blazeface"):
         raise ValueError(f"--sideways looks with BlazeFace: use --detector auto or blazeface, not {name}")
     if name == "auto":
