@@ -220,14 +220,22 @@ class BlazeFaceDetector:
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         """Faces in a BGR image, largest first."""
-        faces = self._boxes(self.model_faces(image), image)
-        return _sideways(faces, image, [self]) if self.sideways else faces
+        as_is = self.as_is(image)
+        return _sideways(as_is[1], image, [(self, as_is)]) if self.sideways else as_is[1]
 
-    def turned_views(self, image: np.ndarray, upright_enough: float = 1.0) -> dict[int, tuple[float, list[FaceBox]]]:
+    def as_is(self, image: np.ndarray) -> tuple[float, list[FaceBox]]:
+        """(best face score, 0 without one; faces, largest first) of the image as it is."""
+        score, faces = self._scored_faces(image)
+        return score, self._boxes(faces, image)
+
+    def turned_views(
+        self, image: np.ndarray, upright_enough: float = 1.0, as_is: tuple[float, list[FaceBox]] | None = None
+    ) -> dict[int, tuple[float, list[FaceBox]]]:
         """{quarters: (best face score, 0 without one; faces)} of the image turned 0, 1 (clockwise), -1
         (anticlockwise) and 2 (upside down) quarter turns, the faces as boxes in the image's own pixels, each
         with its roll, so that its crop comes out as upright as the face was in the turned view; only the
-        view as it is where its score is at least `upright_enough`."""
+        view as it is where its score is at least `upright_enough`. `as_is`: the view as it is, found before
+        (self.as_is), not looked for again."""
         # Shrunk once to the model's input, as the model would shrink each view anyway (turning a large photo
         # costs more than the model does), and sized exactly as model_faces sizes it, so that a view turned
         # back upright is the model's input for the upright photo, pixel for pixel.
@@ -245,10 +253,13 @@ class BlazeFaceDetector:
         }
         views = {}
         for quarters, (to_small, turn) in back.items():
-            score, faces = self._scored_faces(_turn(small, quarters) if quarters else small)
-            faces = [(*(v / k for v in to_small(x, y)), side / k, roll + turn) for x, y, side, roll in faces]
-            views[quarters] = score, self._boxes(faces, image)
-            if quarters == 0 and score >= upright_enough:
+            if quarters == 0 and as_is is not None:
+                views[0] = as_is  # the same model input: `small` is the copy model_faces makes of the image
+            else:
+                score, faces = self._scored_faces(_turn(small, quarters) if quarters else small)
+                faces = [(*(v / k for v in to_small(x, y)), side / k, roll + turn) for x, y, side, roll in faces]
+                views[quarters] = score, self._boxes(faces, image)
+            if quarters == 0 and views[0][0] >= upright_enough:
                 break
         return views
 
@@ -289,14 +300,17 @@ def _turn(image: np.ndarray, quarters: int) -> np.ndarray:
     return cv2.rotate(image, code)
 
 
-def _sideways(found: list[FaceBox], image: np.ndarray, blazes: list[BlazeFaceDetector]) -> list[FaceBox]:
+def _sideways(
+    found: list[FaceBox], image: np.ndarray, blazes: list[tuple[BlazeFaceDetector, tuple | None]]
+) -> list[FaceBox]:
     """`--sideways`: the photo is also looked at turned a quarter each way and upside down (a scanned print, a
     photo that lost its EXIF orientation), and where BlazeFace is surer of a face in a turned view than in the
     photo as it is, the faces of that view are taken: BlazeFace learned from upright faces, and frames them
-    better upright. The first of `blazes` that finds a face in any view decides; where none does, `found`."""
-    for blaze in blazes:
+    better upright. The first of `blazes` ((detector, its as_is of the photo where already found, or None))
+    that finds a face in any view decides; where none does, `found`."""
+    for blaze, as_is in blazes:
         # A score within the margin of 1 cannot be beaten by it: the turned views are not looked at.
-        views = blaze.turned_views(image, upright_enough=1.0 - SIDEWAYS_MARGIN)
+        views = blaze.turned_views(image, upright_enough=1.0 - SIDEWAYS_MARGIN, as_is=as_is)
         if len(views) == 1:
             return found
         best = max((1, -1, 2), key=lambda turn: views[turn][0])
@@ -345,16 +359,15 @@ class AutoDetector:
             self.full = BlazeFaceDetector(align=self.blaze.align, model=BLAZE_FULL)
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
-        return (
-            _sideways(self._upright(image), image, [self.blaze, self.full]) if self.sideways else self._upright(image)
-        )
-
-    def _upright(self, image: np.ndarray) -> list[FaceBox]:
-        faces = self.blaze.detect(image) or self.full.detect(image)
-        if faces and not self.min_face:
-            return faces
-        extra = [b for b in self.haar.detect(image) if not any(_centre_inside(b, f) for f in faces)]
-        return sorted(faces + extra, key=lambda b: (-b.area, b.x, b.y))
+        short = self.blaze.as_is(image)
+        full = None if short[1] else self.full.as_is(image)
+        faces = short[1] or full[1]
+        found = faces
+        if not faces or self.min_face:
+            extra = [b for b in self.haar.detect(image) if not any(_centre_inside(b, f) for f in faces)]
+            found = sorted(faces + extra, key=lambda b: (-b.area, b.x, b.y))
+        # --sideways: each BlazeFace model's view of the photo as it is, found above, is not looked for again.
+        return _sideways(found, image, [(self.blaze, short), (self.full, full)]) if self.sideways else found
 
     def max_decode_reduction(self) -> int:
         return self.haar.max_decode_reduction()
