@@ -656,7 +656,7 @@ def sort_cmd(
         run = _Run(*walk, exclude=[into], ignore=exclude, sideways=sideways)
         groups = group_by_image(run.results())
     try:
-        sorter = Sorter(into, mode, dry_run, sidecars)
+        sorter = Sorter(into, mode, dry_run, sidecars, unsure=unsure_below is not None)
         report = None if dry_run else SortReport(into)
     except OSError as e:
         fail(f"cannot write to {into}: {e.strerror or e}")

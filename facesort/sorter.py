@@ -144,17 +144,22 @@ def not_a_folder(path: Path) -> str:
 
 class Sorter:
     """Places files under `into`/<class>/ by `mode`, each with its sidecars (unless `sidecars` is False);
-    with dry_run only says what it would do."""
+    with dry_run only says what it would do. `unsure`: the run may place photos in UNSURE_DIR too."""
 
     def __init__(
-        self, into: str | os.PathLike, mode: str = "copy", dry_run: bool = False, sidecars: bool = True
+        self,
+        into: str | os.PathLike,
+        mode: str = "copy",
+        dry_run: bool = False,
+        sidecars: bool = True,
+        unsure: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         self.into, self.mode, self.dry_run, self.sidecars = Path(into), mode, dry_run, sidecars
         self.run_id = _run_id()
         self._listed: OrderedDict[str, list[str]] = OrderedDict()  # recent folders' file names
-        for name in FOLDERS:
+        for name in FOLDERS if unsure else (n for n in FOLDERS if n != UNSURE_DIR):
             folder = self.into / name
             if os.path.lexists(folder) and not folder.is_dir():
                 # It would block its class: every photo of it would look for a free name there in vain.

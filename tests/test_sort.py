@@ -419,6 +419,14 @@ def test_a_file_where_a_class_folder_goes_is_refused_before_anything_is_placed(p
     # So is --into itself.
     proc = run_cli("sort", photos, "--into", into / "SadFemale")
     assert proc.returncode == 1 and "SadFemale: it is a broken symlink (to" in proc.stderr, proc.stderr
+    # A file named as the folder of unsure photos stands in the way only of a run that would use it.
+    (into / "SadFemale").unlink()
+    (into / "Unsure").write_text("my notes\n")
+    proc = run_cli("sort", photos, "--into", into, "--unsure-below", "0.9")
+    assert proc.returncode == 1 and "Unsure is a file, not a folder" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in into.iterdir()) == ["Unsure"]
+    assert run_cli("sort", photos, "--into", into, "-q").returncode == 0
+    assert len(placed(into)) == len(list(photos.iterdir())) and (into / "Unsure").read_text() == "my notes\n"
 
 
 @pytest.mark.parametrize("mode", ["--move", "--hardlink"])
