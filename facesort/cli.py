@@ -1108,7 +1108,7 @@ def train(
 ) -> None:
     """Train the four-class model on your two datasets and write MODEL_DIR (ONNX + model card)."""
     try:
-        from training.train import TrainConfig
+        from training.train import TrainConfig, checkpointed
         from training.train import train as run_training
     except ImportError as e:
         fail(f"training needs the train extra: pip install 'facesort[train]' ({e})")
@@ -1137,9 +1137,16 @@ def train(
     from training.cli_progress import TrainingProgress
 
     hide_decoder_messages()  # a damaged training image is skipped and counted in the card
+
+    def stopped() -> str:
+        said = f"training stopped; no model was written to {out} (one already there is unchanged)"
+        kept = checkpointed(out)
+        return said + (
+            f"; the same command goes on from the {kept} model{'s' * (kept > 1)} it finished" if kept else ""
+        )
+
     try:
-        stopped = f"training stopped; no model was written to {out} (one already there is unchanged)"
-        with _interruptible(lambda: stopped):
+        with _interruptible(stopped):
             with TrainingProgress() as progress:
                 card = run_training(cfg, progress.report)
     except DataError as e:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from conftest import SHARED, example_photos, needs_shared, run_cli
+from conftest import EXAMPLES, SHARED, example_photos, needs_shared, run_cli
 
 pytest.importorskip("tensorflow", reason="the train extra is not installed")
 
@@ -531,7 +536,9 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path, monkeyp
     # Retraining into the same folder, a run that fails after its ONNX export (a full disk as the card's page
     # is written) leaves the model there as it was: never a new ONNX file beside the old card.
     import training.card
-    from training.train import TrainConfig, train
+    from training.train import CHECKPOINT_DIR, TrainConfig, checkpointed, train
+
+    written = training.card.write_markdown
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -552,7 +559,97 @@ def test_short_training_run_exports_a_model_that_classify_uses(tmp_path, monkeyp
     )
     with pytest.raises(OSError, match="No space left"):
         train(cfg, lambda *args, **kwargs: None)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != CHECKPOINT_DIR} == before
+    # Its models are kept: once there is room, the same run restores them and writes the model.
+    assert checkpointed(out) == 2
+    monkeypatch.setattr(training.card, "write_markdown", written)
+    card = train(cfg, lambda *args, **kwargs: None)
+    assert card["training"]["resumed_with"] == ["stage1-1", "stage2-r1-s1"] and checkpointed(out) == 0
+    assert json.loads((out / "model.json").read_text())["created"] == card["created"]
+
+
+def example_datasets(root: Path) -> tuple[Path, Path]:
+    """The twelve example photos (real faces, examples/labels.csv) as both of a user's datasets: in the
+    class folders sort writes, for --happy, and in female/ and male/, for --gender."""
+    with open(EXAMPLES / "labels.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            for folder in (root / "happy" / row["class"], root / "gender" / row["gender"]):
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copy(EXAMPLES / row["file"], folder / row["file"])
+    return root / "happy", root / "gender"
+
+
+def test_a_stopped_training_run_goes_on_where_it_stopped_and_ends_with_the_model_of_an_unstopped_one(tmp_path):
+    """Training takes about two hours on two cores: a Ctrl-C, a crash or a full disk must not cost what was
+    done. Run again, the same command restores the models it finished and trains the rest. Twelve photos
+    also show that datasets smaller than a batch train (they hung before)."""
+    from training.train import CHECKPOINT_DIR
+
+    happy, gender = example_datasets(tmp_path / "data")
+    env = {**os.environ, "HOME": str(tmp_path), "COLUMNS": "1000"}  # the crop cache in the test's home
+    args = ["train", "--happy", happy, "--gender", gender, "--detector", "auto", "--teachers", "2", "--students", "1"]
+    args += ["--emotion-epochs", "150", "--transfer-epochs", "2"]
+    whole = run_cli(*args, "--out", tmp_path / "whole", env=env, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert not (tmp_path / "whole" / CHECKPOINT_DIR).exists()  # kept only until the model is written
+
+    out = tmp_path / "stopped"
+    cmd = [sys.executable, "-m", "facesort", *map(str, args), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    first = out / CHECKPOINT_DIR / "stage1-1.npz"
+    deadline = time.time() + 300
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # during the second stage-1 model
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "the same command goes on from the 1 model it finished" in " ".join(err.split()), err[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT_DIR]  # no model written
+
+    resumed = run_cli(*args, "--out", out, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    said = " ".join(resumed.stderr.split())
+    assert "1 model already trained" in said and "emotion model 1/2 restored from the stopped run" in said
+    assert "stage 1: emotion model 2/2 on 12 happy/sad images" in said  # the one it was training is trained
+    card = json.loads((out / "model.json").read_text())
+    assert card["training"]["resumed_with"] == ["stage1-1"]
+    assert "Resumed after a stop: 1 models restored" in (out / "MODEL_CARD.md").read_text()
+    assert not (out / CHECKPOINT_DIR).exists()
+    # The model is the unstopped run's: the same curves, the same report on the photos.
+    assert (
+        card["training"]["history"]
+        == json.loads((tmp_path / "whole" / "model.json").read_text())["training"]["history"]
+    )
+    reports = [run_cli("classify", EXAMPLES, "--model", m) for m in (tmp_path / "whole", out)]
+    assert reports[0].returncode == 0 and reports[0].stdout.count(",ok,") >= 12
+    assert reports[0].stdout == reports[1].stdout
+
+
+def test_a_checkpoint_of_other_data_or_settings_is_replaced_and_a_damaged_one_retrained(tmp_path):
+    import keras
+
+    from training.train import CHECKPOINT_DIR, Checkpoint
+
+    said = []
+    report = lambda kind, text, **_: said.append(text)  # noqa: E731
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    history = {"transfer": [{"epoch": 1}]}
+    Checkpoint(tmp_path, "run a", report).save("stage2-r1-s1", model, history, 12.5)
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+
+    again = Checkpoint(tmp_path, "run a", report)
+    assert "continuing the stopped run kept in" in said[-1] and "1 model already trained" in said[-1]
+    kept = {"transfer": []}
+    assert again.load("stage2-r1-s1", other, kept) and kept == history and again.restored == {"stage2-r1-s1": 12.5}
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), other.get_weights()))
+    assert not again.load("stage2-r1-s2", other, kept)  # not finished: trained
+
+    (tmp_path / CHECKPOINT_DIR / "stage2-r1-s1.npz").write_bytes(b"PK\x03\x04 cut short by a full disk")
+    assert not Checkpoint(tmp_path, "run a", report).load("stage2-r1-s1", other, kept)
+
+    Checkpoint(tmp_path, "run b", report)  # other data or settings
+    assert "a stopped run of other data or settings, replaced by this one" in said[-1]
+    assert sorted(p.name for p in (tmp_path / CHECKPOINT_DIR).iterdir()) == ["fingerprint"]
 
 
 @needs_shared

@@ -147,7 +147,13 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
         ]
     lines += [
         "",
-        f"Training: {t['seconds'] / 60:.1f} minutes, peak memory {t['peak_memory_mb']:.0f} MB on {t['machine']}.",
+        f"Training: {t['seconds'] / 60:.1f} minutes, peak memory {t['peak_memory_mb']:.0f} MB on {t['machine']}."
+        + (
+            f" Resumed after a stop: {len(t['resumed_with'])} models restored from the stopped run (their "
+            "training time counted, the peak memory this run's)."
+            if t.get("resumed_with")
+            else ""
+        ),
         *(["", reproduce_line(t["reproduce"])] if t.get("reproduce") else []),
         "",
         "## Confusion matrices",

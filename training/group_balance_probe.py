@@ -23,7 +23,7 @@ import numpy as np
 from facesort.crop import INPUT_SIZE
 from facesort.model import Classifier
 from training.data import happy_crops, load_happy, training_detector
-from training.train import TrainConfig, _augment_fn, _predict, import_tensorflow, train_emotion_models
+from training.train import TrainConfig, _predict, import_tensorflow, train_emotion_models
 
 TESTS = ("test_happy", "celeba_smile_test")
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--json", type=Path, help="write the counts here")
     args = parser.parse_args(argv)
-    tf, keras = import_tensorflow()
+    _, keras = import_tensorflow()
 
     shipped = Classifier(device="cpu")
     train_file = args.data / "happy" / "celeba_smile_train.h5"
@@ -51,11 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             started = time.time()
             # As train() does before stage 1: the seeds set, the training faces found by cfg.detector.
             keras.utils.set_random_seed(cfg.seed)
-            rng = np.random.default_rng(cfg.seed)
             hx, _ = happy_crops(happy.x, INPUT_SIZE, detector=training_detector(cfg.detector))
             groups = (shipped.predict(hx).p_male >= 0.5).astype(np.int32) if balanced else None
-            augment = tf.function(_augment_fn(tf, INPUT_SIZE))
-            teachers = train_emotion_models(cfg, hx, happy.y.astype(np.float32), augment, rng, groups=groups)
+            teachers = train_emotion_models(cfg, hx, happy.y.astype(np.float32), groups=groups)
             run = {"balanced": balanced, "seed": seed, "minutes": round((time.time() - started) / 60, 2)}
             for k, x in crops.items():
                 right = (np.mean([_predict(t, x) for t in teachers], axis=0) >= 0.5) == (tests[k].y >= 0.5)

@@ -22,7 +22,7 @@ import numpy as np
 from facesort.crop import INPUT_SIZE
 from training.data import happy_crops, load_happy, training_detector
 from training.measure import accuracy
-from training.train import TrainConfig, _augment_fn, _predict, import_tensorflow, train_emotion_models
+from training.train import TrainConfig, _predict, import_tensorflow, train_emotion_models
 
 TESTS = ("test_happy", "celeba_smile_test")
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--json", type=Path, help="write the counts here")
     args = parser.parse_args(argv)
-    tf, keras = import_tensorflow()
+    _, keras = import_tensorflow()
 
     train_file = args.data / "happy" / "celeba_smile_train.h5"
     happy = load_happy([train_file])
@@ -46,10 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             started = time.time()
             # As train() does before stage 1: the seeds set, the training faces found by cfg.detector.
             keras.utils.set_random_seed(cfg.seed)
-            rng = np.random.default_rng(cfg.seed)
             hx, _ = happy_crops(happy.x, INPUT_SIZE, detector=training_detector(cfg.detector))
-            augment = tf.function(_augment_fn(tf, INPUT_SIZE))
-            teachers = train_emotion_models(cfg, hx, happy.y.astype(np.float32), augment, rng)
+            teachers = train_emotion_models(cfg, hx, happy.y.astype(np.float32))
             run = {"rows": rows, "seed": seed, "minutes": round((time.time() - started) / 60, 2)}
             for k, x in crops.items():
                 p = np.mean([_predict(t, x) for t in teachers], axis=0)

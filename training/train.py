@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from queue import Queue
@@ -90,6 +91,8 @@ class TrainConfig:
     cache: str = str(CROP_CACHE)
 
 
+CHECKPOINT_DIR = ".facesort-checkpoint"  # in --out: the models a stopped run finished (Checkpoint)
+
 GENDER_RULE = (
     "offset in -2..2 (steps of 0.25) with the best balanced accuracy (mean of women's and men's recall) on "
     "the gender validation images, nearest 0 among equals; the validation figure is therefore not independent "
@@ -145,8 +148,8 @@ def _augment_fn(tf, size: int):
     return augment
 
 
-def _batches(n: int, batch: int, rng: np.random.Generator, epochs_of=None):
-    """Endless shuffled index batches over range(n)."""
+def _batches(n: int, batch: int, rng: np.random.Generator):
+    """Endless shuffled index batches over range(n) (batch <= n)."""
     while True:
         order = rng.permutation(n)
         for i in range(0, n - batch + 1, batch):
@@ -178,30 +181,126 @@ def _predict(model, x: np.ndarray, batch: int = 512, graph=None) -> np.ndarray:
     return np.concatenate([np.asarray(o).reshape(-1) for o in out])
 
 
-def train_emotion_models(
-    cfg: TrainConfig, hx, hy, augment, rng: np.random.Generator, report=None, history=None, groups=None
-):
+def _model_stream(seed: int, key: tuple[int, ...]):
+    """One model's own random draws: Keras, TensorFlow and Python seeded with `seed`, and a numpy generator
+    and an augmentation function of its own (stateful random ops keep their state per traced function).
+    Each stage-1 and stage-2 model is thereby the same whether its run trained the models before it or
+    restored them from a checkpoint (Checkpoint), and whatever the threads that feed it drew ahead."""
+    tf, keras = import_tensorflow()
+    keras.utils.set_random_seed(seed)
+    return np.random.default_rng(key), tf.function(_augment_fn(tf, INPUT_SIZE))
+
+
+class Checkpoint:
+    """Each model a run has finished (the stage-1 teachers, the stage-2 students), kept in OUT/CHECKPOINT_DIR
+    until the run has written its model: a run stopped part-way (Ctrl-C, a crash, a full disk) and started
+    again with the same data and settings restores them instead of training them again, and ends with the
+    model it would have written unstopped (each model has its own random draws: _model_stream). Left by a
+    run of other data or settings, the folder is replaced."""
+
+    def __init__(self, out: Path, fingerprint: str, report) -> None:
+        self.dir = out / CHECKPOINT_DIR
+        self.restored: dict[str, float] = {}  # name: seconds it took to train
+        stamp = self.dir / "fingerprint"
+        try:
+            same = stamp.read_text() == fingerprint
+        except OSError:
+            same = False
+        if self.dir.exists() and not same:
+            report("info", f"{self.dir}: a stopped run of other data or settings, replaced by this one")
+            shutil.rmtree(self.dir)
+        if not same:
+            self.dir.mkdir()
+            _write_atomically(stamp, fingerprint.encode())
+        elif names := self.names():
+            n = len(names)
+            report("info", f"continuing the stopped run kept in {self.dir}: {n} model{'s' * (n > 1)} already trained")
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.dir.glob("*.npz"))
+
+    def load(self, name: str, model, history: dict | None = None) -> bool:
+        """Give `model` the weights saved as `name` (its history entries into `history`); False if none."""
+        try:
+            with np.load(self.dir / f"{name}.npz") as saved:
+                weights = [saved[f"w{i}"] for i in range(len(saved.files) - 2)]
+                kept, seconds = json.loads(str(saved["history"])), float(saved["seconds"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # none, or damaged: trained again
+            return False
+        model.set_weights(weights)
+        for key, values in kept.items():
+            history[key].extend(values)
+        self.restored[name] = seconds
+        return True
+
+    def save(self, name: str, model, history: dict, seconds: float) -> None:
+        """Keep `model`'s weights as `name`, with its history entries and the seconds it took to train."""
+        tmp = self.dir / f".{name}.npz.tmp"
+        weights = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+        with open(tmp, "wb") as f:
+            np.savez(f, **weights, history=np.array(json.dumps(history)), seconds=np.array(seconds))
+        os.replace(tmp, self.dir / f"{name}.npz")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def checkpointed(out: str | os.PathLike) -> int:
+    """How many finished models a stopped run left in `out` (0 where none)."""
+    return len(list((Path(out) / CHECKPOINT_DIR).glob("*.npz")))
+
+
+def _fingerprint(cfg: TrainConfig, arrays) -> str:
+    """sha256 of what decides the trained models: the settings that act before export and the training crops
+    and labels themselves (so a changed photo, detector or cache makes another run)."""
+    import hashlib
+
+    from facesort import __version__
+
+    after = {"out", "cache", "workers", "evaluate", "happy_test", "calibrate", "balance_gender", "happy", "gender"}
+    h = hashlib.sha256(json.dumps([__version__, {k: v for k, v in asdict(cfg).items() if k not in after}]).encode())
+    for a in arrays:
+        h.update(str(a.shape).encode())
+        for i in range(0, len(a), 4096):  # the gender crops are an on-disk array: a slice at a time
+            h.update(np.ascontiguousarray(a[i : i + 4096]).tobytes())
+    return h.hexdigest()
+
+
+def train_emotion_models(cfg: TrainConfig, hx, hy, report=None, history=None, groups=None, checkpoint=None):
     """Stage 1: cfg.teachers emotion models on the happy/sad crops `hx` (labels `hy`), seeds cfg.seed + k,
-    batches drawn from `rng`; the first model's loss and accuracy per epoch go into `history`. With `groups`
-    (0/1 per image, e.g. gender) the loss is balanced over (group, emotion) cells (training.group_balance_probe);
-    without, the graph is the one stage 1 has always traced (same ops, same random draws)."""
+    each with its own random draws (_model_stream); the first model's loss and accuracy per epoch go into
+    `history`. With `groups` (0/1 per image, e.g. gender) the loss is balanced over (group, emotion) cells
+    (training.group_balance_probe). A model kept in `checkpoint` is restored, not trained."""
     tf, keras = import_tensorflow()
     from training.model import build_emotion_model
 
     report = report or (lambda *a, **k: None)
     bce = keras.losses.BinaryCrossentropy(reduction="none")
     teachers = []
-    steps_per_epoch = max(1, len(hx) // cfg.batch_happy)
+    batch = min(cfg.batch_happy, len(hx))  # a set smaller than a batch is one batch
+    steps_per_epoch = len(hx) // batch
     for k in range(cfg.teachers):
-        keras.utils.set_random_seed(cfg.seed + k)
+        started = time.time()
+        rng, augment = _model_stream(cfg.seed + k, (cfg.seed, 1, k))
         emotion = build_emotion_model(INPUT_SIZE, cfg.width, rows=cfg.emotion_rows)
         teachers.append(emotion)
+        name = f"stage1-{k + 1}"
+        own = {"emotion_loss": [], "emotion_acc": []}
+        if checkpoint and checkpoint.load(name, emotion, own):
+            report("info", f"stage 1: emotion model {k + 1}/{cfg.teachers} restored from the stopped run")
+            if k == 0 and history is not None:
+                for key, values in own.items():
+                    history[key].extend(values)
+            continue
         report("stage", f"stage 1: emotion model {k + 1}/{cfg.teachers} on {len(hx)} happy/sad images")
         schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.emotion_epochs * steps_per_epoch)
         opt = keras.optimizers.Adam(schedule)
 
         @tf.function
-        def step_emotion(x, y, *group, emotion=emotion, opt=opt):
+        def step_emotion(x, y, *group, emotion=emotion, opt=opt, augment=augment):
             if group:  # weights from the labels before mixup blends them
                 cell = tf.cast(group[0], tf.int32) * 2 + tf.cast(y >= 0.5, tf.int32)
                 counts = tf.math.unsorted_segment_sum(tf.ones_like(y), cell, 4)
@@ -221,7 +320,7 @@ def train_emotion_models(
             hit = tf.equal(tf.cast(p >= 0.5, tf.float32), tf.cast(y >= 0.5, tf.float32))
             return loss, tf.reduce_mean(tf.cast(hit, tf.float32))
 
-        it = _batches(len(hx), cfg.batch_happy, rng)
+        it = _batches(len(hx), batch, rng)
         for epoch in range(cfg.emotion_epochs):
             losses, accs = [], []
             for _ in range(steps_per_epoch):
@@ -230,12 +329,16 @@ def train_emotion_models(
                 loss, acc = step_emotion(hx[idx], hy[idx], *extra)
                 losses.append(float(loss))
                 accs.append(float(acc))
-            if k == 0 and history is not None:
-                history["emotion_loss"].append(float(np.mean(losses)))
-                history["emotion_acc"].append(float(np.mean(accs)))
+            own["emotion_loss"].append(float(np.mean(losses)))
+            own["emotion_acc"].append(float(np.mean(accs)))
             report(
                 "epoch", f"emotion {k + 1} {epoch + 1}/{cfg.emotion_epochs}", loss=np.mean(losses), acc=np.mean(accs)
             )
+        if k == 0 and history is not None:
+            for key, values in own.items():
+                history[key].extend(values)
+        if checkpoint:
+            checkpoint.save(name, emotion, own, time.time() - started)
 
     return teachers
 
@@ -350,14 +453,15 @@ def train(cfg: TrainConfig, report=print) -> dict:
         if st["unreadable"]:
             report("info", f"gender {name} images: {st['used']} of {st['images']} used{_left_out(st)}")
 
-    augment = tf.function(_augment_fn(tf, size))
     bce = keras.losses.BinaryCrossentropy(reduction="none")
+    # Each finished model is kept until the model is written: run again, a stopped run goes on from there.
+    checkpoint = Checkpoint(out, _fingerprint(cfg, [hx, hy, gx, gy]), report)
 
     # ---- stage 1: emotion ------------------------------------------------------------------------
     # K emotion models from different seeds: the first is the pretrained model of stage 2 (the study's
     # transfer); their average is the teacher on the gender images, a better one than any of them alone
     # (measured: 85% against 77-81% on celeba_smile_test for three).
-    teachers = train_emotion_models(cfg, hx, hy, augment, rng, report, history)
+    teachers = train_emotion_models(cfg, hx, hy, report, history, checkpoint=checkpoint)
 
     def ensemble(x):
         return np.mean([_predict(t, x) for t in teachers], axis=0)
@@ -396,14 +500,20 @@ def train(cfg: TrainConfig, report=print) -> dict:
     def transfer(soft: np.ndarray, round_: int, student: int):
         """One stage-2 run: a unified model from stage-1 model `student`'s weights (the study's transfer),
         emotion on the gender images taught by `soft`."""
-        keras.utils.set_random_seed(cfg.seed + 1000 * round_ + student)
+        started = time.time()
+        rng, augment = _model_stream(cfg.seed + 1000 * round_ + student, (cfg.seed, 2, round_, student))
         emotion = build_emotion_model(size, cfg.width, rows=cfg.emotion_rows)
         emotion.set_weights(stage1_weights[student % len(stage1_weights)])
         unified = build_unified_model(emotion, name=f"facesort_r{round_}_s{student + 1}")
-        steps_per_epoch = max(1, len(gx) // cfg.batch_gender)
+        name = f"stage2-r{round_}-s{student + 1}"
+        if checkpoint.load(name, unified, history):
+            report("info", f"stage 2: model {student + 1} of round {round_} restored from the stopped run")
+            return unified
+        own: list[dict] = []
+        n_g, n_h = min(cfg.batch_gender, len(gx)), min(cfg.batch_happy, len(hx))  # a small set is one batch
+        steps_per_epoch = len(gx) // n_g
         schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.transfer_epochs * steps_per_epoch)
         opt2 = keras.optimizers.Adam(schedule)
-        n_g, n_h = cfg.batch_gender, cfg.batch_happy
 
         ramp = tf.Variable(0.0, trainable=False)  # 0 -> cfg.self_training over the stage
 
@@ -465,7 +575,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
                 sums += [float(v) for v in step_transfer(*next(batches))]
             lg, ld, lh, ag = sums / steps_per_epoch
             val = accuracy(_predict(unified, np.asarray(vx), graph=graph)["gender"], vy)
-            history["transfer"].append(
+            own.append(
                 {
                     "gender_loss": lg,
                     "emotion_loss_gender_set": ld,
@@ -484,6 +594,8 @@ def train(cfg: TrainConfig, report=print) -> dict:
             report("epoch", f"{bar} {epoch + 1}/{cfg.transfer_epochs}", loss=lg + ld + lh, acc=ag, val=val)
         finished.set()
         next(batches, None)  # frees the feeding thread, blocked on a full queue, to see it is finished
+        history["transfer"].extend(own)
+        checkpoint.save(name, unified, {"transfer": own}, time.time() - started)
         return unified
 
     # Several students from different stage-1 models, averaged: the spread between training runs
@@ -530,7 +642,8 @@ def train(cfg: TrainConfig, report=print) -> dict:
         report("stage", "exporting to ONNX")
         onnx_path = work / MODEL_FILE
         export_onnx(unified, onnx_path, size)
-        train_seconds = time.time() - started
+        # A resumed run's time: this run's and the time its restored models took in the runs before.
+        train_seconds = time.time() - started + sum(checkpoint.restored.values())
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
         from training.card import write_markdown
@@ -611,6 +724,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
                 + ("; male/female threshold balanced on gender validation (gender_threshold)" if gender_cal else ""),
                 "seconds": round(train_seconds, 1),
                 "peak_memory_mb": round(peak_mb, 1),
+                **({"resumed_with": sorted(checkpoint.restored)} if checkpoint.restored else {}),
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
                 "happy_face_detected": det_happy,
                 **({"happy_folders": folder_stats} if folder_stats else {}),
@@ -658,6 +772,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         write_markdown(card, work, confusions)
         unified.save(work / "keras_model.keras")
         _publish(work, out)
+        shutil.rmtree(checkpoint.dir, ignore_errors=True)  # the model is written: nothing left to go on from
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return card
