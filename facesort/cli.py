@@ -1151,6 +1151,8 @@ def train(
                 card = run_training(cfg, progress.report)
     except DataError as e:
         fail(str(e), 2)
+    except OSError as e:  # a full disk, a folder gone: said in a sentence, what was finished kept
+        fail(f"{e.strerror or e}{f' ({e.filename})' if e.filename else ''}: {stopped()}")
     progress.figures(card)
 
 

@@ -625,6 +625,23 @@ def test_a_stopped_training_run_goes_on_where_it_stopped_and_ends_with_the_model
     assert reports[0].stdout == reports[1].stdout
 
 
+def test_a_file_that_fails_training_is_one_sentence_and_is_left_alone(tmp_path):
+    """An OSError in a run (a full disk, here a file where the checkpoint folder goes) is said in one
+    sentence with what is kept, exit code 1, never a traceback."""
+    from training.train import CHECKPOINT_DIR
+
+    happy, gender = example_datasets(tmp_path / "data")
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / CHECKPOINT_DIR).write_text("my notes\n")
+    env = {**os.environ, "HOME": str(tmp_path), "COLUMNS": "1000"}
+    proc = run_cli("train", "--happy", happy, "--gender", gender, "--out", out, "--detector", "auto", env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    said = " ".join(proc.stderr.split())
+    assert f"error: Not a directory ({out / CHECKPOINT_DIR}" in said and f"no model was written to {out}" in said
+    assert (out / CHECKPOINT_DIR).read_text() == "my notes\n"
+
+
 def test_a_checkpoint_of_other_data_or_settings_is_replaced_and_a_damaged_one_retrained(tmp_path):
     import keras
 
