@@ -1039,10 +1039,12 @@ def train(
         ),
     ],
     gender: Annotated[
-        Path,
+        list[Path],
         typer.Option(
             "--gender",
-            help="Folder with Training/ and Validation/, or female/ and male/ (names in any letter case).",
+            help="Gender training data, repeatable: a folder of face crops in Training/ and Validation/, or in "
+            "female/ and male/ (names in any letter case), or a folder of photos in the class folders sort writes "
+            "(HappyMale/, ...: each photo's gender).",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
@@ -1098,7 +1100,7 @@ def train(
         typer.Option(
             "--happy-detector",
             help="Finds the faces in the happy/sad images instead of --detector (the gender images keep it); "
-            "in --happy photo folders instead of auto, the detector classify uses.",
+            "in the photo folders of --happy and --gender instead of auto, the detector classify uses.",
         ),
     ] = None,
     seed: int = 0,
@@ -1116,7 +1118,7 @@ def train(
 
     cfg = TrainConfig(
         happy=[str(p) for p in happy],
-        gender=str(gender),
+        gender=str(gender[0]) if len(gender) == 1 else [str(p) for p in gender],
         out=str(out),
         happy_test=[str(p) for p in happy_test or []],
         calibrate=[str(p) for p in calibrate or []],

@@ -21,14 +21,17 @@ pytest.importorskip("tensorflow", reason="the train extra is not installed")
 
 from training.data import (  # noqa: E402
     DataError,
+    StackedCrops,
     file_digests,
     folder_crop_cache,
     gender_files,
+    gender_source,
     happy_crops,
     happy_folder_files,
     happy_sources,
-    in_both_emotions,
+    in_both_labels,
     load_happy,
+    stack_crops,
     training_detector,
 )
 
@@ -105,7 +108,7 @@ def test_happy_folders_are_read_in_either_layout(tmp_path):
     shutil.copy(both / "HappyMale" / "0.jpg", both / "SadFemale" / "group.jpg")
     shutil.copy(both / "HappyMale" / "1.jpg", both / "HappyMale" / "again.jpg")  # twice, one emotion: kept
     files = happy_folder_files(both)
-    assert in_both_emotions(files, file_digests(files)) == {
+    assert in_both_labels(files, file_digests(files)) == {
         str(both / "HappyMale" / "0.jpg"),
         str(both / "SadFemale" / "group.jpg"),
     }
@@ -202,6 +205,50 @@ def test_gender_reader_rejects_bad_folders(tmp_path):
     (tmp_path / "g" / "male").mkdir()
     with pytest.raises(DataError, match="empty"):
         gender_files(tmp_path / "g")
+
+
+def test_gender_reader_takes_the_class_folders_sort_writes(tmp_path):
+    """Photos a user sorted (and corrected) are gender data too: each photo's gender from its class folder."""
+    happy, _ = example_datasets(tmp_path / "data")
+    (happy / "NoFace").mkdir()
+    shutil.copy(example_photos()[0], happy / "NoFace" / "passed_over.jpg")
+    # A group photo that sort --multi all copied into a female and a male folder: its largest face is one
+    # person, so it is left out, and counted; one in two folders of the same gender is kept.
+    shutil.copy(happy / "HappyMale" / "052337.jpg", happy / "SadFemale" / "group.jpg")
+    shutil.copy(happy / "HappyMale" / "041065.jpg", happy / "SadMale" / "same_gender.jpg")
+    source = gender_source(happy)
+    assert source.photos and source.in_both_genders == 2
+    files = dict(source.train + source.val)
+    assert len(source.val) == 1 and len(files) == 12 - 1 + 1  # 052337.jpg and its copy left out, one kept
+    assert "same_gender" in " ".join(files) and not any("052337" in p for p in files)
+    assert all(label == (0 if "Female" in Path(p).parent.name else 1) for p, label in files.items())
+    assert not any("NoFace" in p or "group" in p for p in files)
+    # A folder of face crops is read as before.
+    crops = make_gender_folder(tmp_path / "crops", "split")
+    assert not gender_source(crops).photos and gender_source(crops).train == gender_files(crops)[0]
+    # A folder of neither layout, or without one gender, is one sentence.
+    (tmp_path / "holiday").mkdir()
+    with pytest.raises(
+        DataError, match="expected Training/ and Validation/, or female/ and male/ folders, or the class"
+    ):
+        gender_source(tmp_path / "holiday")
+    for name in ("HappyMale", "SadMale"):
+        shutil.rmtree(happy / name)
+    with pytest.raises(DataError, match="no photos in its HappyMale/ or SadMale/ folders"):
+        gender_source(happy)
+
+
+def test_stacked_crop_arrays_read_as_one(tmp_path):
+    parts = [np.random.default_rng(k).integers(0, 255, (n, 4, 4, 3), np.uint8) for k, n in enumerate((5, 1, 7))]
+    whole = np.concatenate(parts)
+    stacked = StackedCrops(parts)
+    assert len(stacked) == 13 and stacked.shape == whole.shape
+    for index in (slice(None), slice(3, 9), slice(0, 4096), [0, 4, 5, 6, 12], np.array([5]), np.arange(13)[::-1]):
+        assert np.array_equal(stacked[index], whole[index])
+    assert np.array_equal(np.asarray(stacked), whole)
+    x, y = stack_crops([(p, np.full(len(p), k)) for k, p in enumerate(parts)])
+    assert np.array_equal(np.asarray(x), whole) and list(y) == [0] * 5 + [1] + [2] * 7
+    assert stack_crops([(parts[0], np.zeros(5))])[0] is parts[0]  # one array as it is
 
 
 def test_unreadable_gender_images_are_skipped_and_counted(tmp_path):
@@ -623,6 +670,36 @@ def test_a_stopped_training_run_goes_on_where_it_stopped_and_ends_with_the_model
     reports = [run_cli("classify", EXAMPLES, "--model", m) for m in (tmp_path / "whole", out)]
     assert reports[0].returncode == 0 and reports[0].stdout.count(",ok,") >= 12
     assert reports[0].stdout == reports[1].stdout
+
+
+def test_gender_is_also_learnt_from_sorted_photos_beside_a_gender_set(tmp_path):
+    """`--gender GENDER/ --gender SORTED/`: the photos a user sorted and corrected teach gender too, their faces
+    found as classify finds them, the unusable ones left out and counted."""
+    import cv2
+
+    happy, gender = example_datasets(tmp_path / "data")
+    (happy / "HappyMale" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    cv2.imwrite(str(happy / "SadFemale" / "wall.png"), np.full((200, 200, 3), 90, np.uint8))
+    out = tmp_path / "model"
+    env = {**os.environ, "HOME": str(tmp_path), "COLUMNS": "1000"}
+    args = ["--teachers", "1", "--students", "1", "--emotion-epochs", "2", "--transfer-epochs", "1"]
+    proc = run_cli(
+        "train", "--happy", happy, "--gender", gender, "--gender", happy, "--out", out, "--detector", "auto", *args,
+        env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    card = json.loads((out / "model.json").read_text())
+    data = card["data"]["gender"]
+    assert data["folders"] == [str(gender), str(happy)] and "folder" not in data
+    assert data["train_images"] + data["validation_images"] == 12 + 14
+    kept = card["training"]["gender_folders"][str(happy)]
+    st = [kept[k] or {"used": 0, "images": 0, "unreadable": 0, "no_face": 0} for k in ("training", "validation")]
+    assert sum(x["used"] for x in st) == 12 and sum(x["images"] for x in st) == 14
+    assert sum(x["unreadable"] for x in st) == 1 and sum(x["no_face"] for x in st) == 1
+    said = f"{happy}: 12 of 14 photos used for gender, {st[1]['used']} of them held out for validation (1 unreadable"
+    assert said in " ".join(proc.stderr.split())
+    assert card["training"]["gender_train"]["images"] == 11  # the gender set's face crops, as before
+    assert run_cli("classify", EXAMPLES, "--model", out).stdout.count(",ok,") >= 12
 
 
 def test_a_file_that_fails_training_is_one_sentence_and_is_left_alone(tmp_path):

@@ -130,10 +130,10 @@ def file_digests(files: list[tuple], known: dict[str, str] | None = None) -> dic
     return {path: known[path] for path, *_ in files if path in known}
 
 
-def in_both_emotions(files: list[tuple[str, int]], digests: dict[str, str]) -> set[str]:
-    """The photos whose very content (`digests`, file_digests') is labelled both happy and sad: a photo copied
-    into a Happy and a Sad class folder, as `sort --multi all` does with a group photo, whose largest face (the
-    one training takes) cannot be both."""
+def in_both_labels(files: list[tuple[str, int]], digests: dict[str, str]) -> set[str]:
+    """The photos whose very content (`digests`, file_digests') carries both labels (happy and sad, or female
+    and male): a photo copied into a Happy and a Sad class folder, as `sort --multi all` does with a group
+    photo, whose largest face (the one training takes) cannot be both."""
     labels: dict[str, set[int]] = {}
     for path, label in files:
         if path in digests:
@@ -193,6 +193,60 @@ def gender_files(
         files = train
     else:
         files = _class_files(folder)
+    return _split(files, val_fraction, seed)
+
+
+@dataclass
+class GenderSource:
+    path: str
+    train: list[tuple[str, int]]  # (file, 0 female / 1 male)
+    val: list[tuple[str, int]]
+    photos: bool  # photos whose faces are to be found (class folders), not the face crops of a gender set
+    in_both_genders: int = 0  # photos left out: their very content is in a female and a male folder
+
+
+def gender_source(folder: str | os.PathLike, seed: int = 0, known: dict[str, str] | None = None) -> GenderSource:
+    """One gender dataset a user names: a folder of face crops (gender_files), or the class folders
+    `facesort sort` writes (HappyMale/, SadFemale/, ...: each photo labelled with its class's gender, walked as
+    `facesort classify` walks them), from which a tenth is held out for validation. A photo whose very content
+    is in a female and a male folder (a group photo that `sort --multi all` copied into both) is left out and
+    counted; `known`: file digests read before (file_digests)."""
+    path = Path(folder)
+    classes = class_folders(path) if path.is_dir() else []
+    crops = [_subfolder(path, name) for name in ("Training", *GENDER_CLASSES)] if path.is_dir() else []
+    if path.is_dir() and not classes and not any(crops):
+        raise DataError(
+            f"{folder}: expected Training/ and Validation/, or female/ and male/ folders, or the class folders "
+            "facesort sort writes (HappyMale/, HappyFemale/, SadMale/, SadFemale/)"
+        )
+    if not classes or any(crops):
+        return GenderSource(str(folder), *gender_files(folder, seed=seed), photos=False)
+    files = [(str(p), int(not c.endswith("Female"))) for d, c in classes for p in iter_image_files([d])]
+    for label, name in enumerate(GENDER_CLASSES):
+        if label not in {lab for _, lab in files}:
+            kind = name.capitalize()
+            raise DataError(f"{folder}: no photos in its Happy{kind}/ or Sad{kind}/ folders (both genders are needed)")
+    both = in_both_labels(files, file_digests(files, known))
+    files = [f for f in files if f[0] not in both]
+    return GenderSource(str(folder), *_split(files, 0.1, seed), photos=True, in_both_genders=len(both))
+
+
+def gender_sources(
+    paths: list[str | os.PathLike], seed: int = 0, known: dict[str, str] | None = None
+) -> list[GenderSource]:
+    """The gender datasets a user names (gender_source each)."""
+    if not paths:
+        raise DataError("no gender data given")
+    return [gender_source(p, seed, known) for p in paths]
+
+
+def photo_folders_of(sources: list[GenderSource]) -> dict[str, str]:
+    """photo -> its folder, for the photos of class-folder sources (gender_crops)."""
+    return {f: s.path for s in sources if s.photos for f, _ in s.train + s.val}
+
+
+def _split(files: list[tuple[str, int]], val_fraction: float, seed: int):
+    """(train, validation): a seeded draw of val_fraction of `files` (at least one) held out."""
     rng = random.Random(seed)
     files = files[:]
     rng.shuffle(files)
@@ -348,3 +402,64 @@ def folder_crop_cache(
     meta_path.write_text(json.dumps({"n": n, "labels": labels, "stats": stats}))
     crops = np.memmap(xpath, np.uint8, "r", shape=(n, size, size, 3))
     return crops, np.array(labels, np.int64), stats
+
+
+class StackedCrops:
+    """Several crop arrays (on-disk memmaps) read as one, by slices or index arrays, never loaded whole."""
+
+    def __init__(self, parts: list[np.ndarray]) -> None:
+        self.parts = parts
+        self.offsets = np.cumsum([0, *map(len, parts)])
+        self.shape = (int(self.offsets[-1]), *parts[0].shape[1:])
+        self.dtype = parts[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
+        out = np.empty((len(index), *self.shape[1:]), self.dtype)
+        part = np.searchsorted(self.offsets, index, side="right") - 1
+        for k in np.unique(part):
+            at = part == k
+            out[at] = self.parts[k][index[at] - self.offsets[k]]
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)
+
+
+def stack_crops(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray | StackedCrops, np.ndarray]:
+    """(crops, labels) of several (crops, labels) pairs as one; a single array as it is."""
+    parts = [(x, y) for x, y in parts if len(x)] or parts[:1]
+    x = parts[0][0] if len(parts) == 1 else StackedCrops([x for x, _ in parts])
+    return x, np.concatenate([y for _, y in parts])
+
+
+def gender_crops(
+    files: list[tuple[str, int]],
+    photo_of: dict[str, str],
+    cache_dir: str | os.PathLike,
+    size: int = INPUT_SIZE,
+    workers: int = 2,
+    detector: TrainingDetector | None = None,
+    photo_detector: TrainingDetector | None = None,
+) -> tuple[np.ndarray | StackedCrops, np.ndarray, dict]:
+    """(crops, labels, stats) of gender `files` as one array: the face crops of gender sets by `detector` (an
+    image without a face found taken whole), and the photos of class folders (`photo_of`: photo -> its
+    folder) by `photo_detector` (a photo without one left out), each through folder_crop_cache. `stats` has
+    the gender sets' under None and each photo folder's under its path."""
+    parts, stats = [], {}
+    crops = [f for f in files if f[0] not in photo_of]
+    if crops or not files:
+        x, y, stats[None] = folder_crop_cache(crops, cache_dir, size, workers=workers, detector=detector)
+        parts.append((x, y))
+    for folder in dict.fromkeys(photo_of.values()):
+        mine = [f for f in files if photo_of.get(f[0]) == folder]
+        if mine:
+            x, y, stats[folder] = folder_crop_cache(
+                mine, cache_dir, size, workers=workers, detector=photo_detector, faceless="skip"
+            )
+            parts.append((x, y))
+    return (*stack_crops(parts), stats)

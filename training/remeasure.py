@@ -28,10 +28,11 @@ from training.data import (
     CROP_CACHE,
     TRAINING_DETECTORS,
     DataError,
-    folder_crop_cache,
-    gender_files,
+    gender_crops,
+    gender_sources,
     happy_crops,
     load_happy,
+    photo_folders_of,
 )
 from training.measure import add_fourclass, held_out_figures
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.remeasure", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--happy-test", action="append", help="default: the card's")
-    parser.add_argument("--gender", help="default: the card's")
+    parser.add_argument("--gender", action="append", help="repeatable; default: the card's")
     parser.add_argument("--evaluate", help="default: the card's")
     parser.add_argument("--why", required=True, help="recorded in the card")
     args = parser.parse_args(argv)
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluate = args.evaluate or config.get("evaluate")
         clf = Classifier(args.model_dir, device="cpu")
         held_out = {Path(f).stem: load_happy([f]) for f in happy_tests}
-        _, g_val = gender_files(gender, seed=config.get("seed", 0))
+        sources = gender_sources([gender] if isinstance(gender, str) else gender, seed=config.get("seed", 0))
         evaluate_files = labelled_files(evaluate) if evaluate else None
     except OSError as e:
         parser.error(f"{e.filename or args.model_dir}: {e.strerror or e}")
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         }
 
     tests = {stem: (happy_crops(s.x, clf.input_size)[0], s.y) for stem, s in held_out.items()}
-    vx, vy, _ = folder_crop_cache(g_val, CROP_CACHE, clf.input_size)
+    g_val = [f for s in sources for f in s.val]
+    vx, vy, _ = gender_crops(g_val, photo_folders_of(sources), CROP_CACHE, clf.input_size)
     previous = card["metrics"]
     metrics, confusions = held_out_figures(predict, tests, (np.asarray(vx), vy))
     card["metrics"] = metrics | {k: v for k, v in previous.items() if k not in ("emotion", "gender", "four-class")}

@@ -28,18 +28,21 @@ from facesort.crop import CONVENTION, CROP_SCALE, INPUT_SIZE
 from facesort.model import CARD_FILE, CLASSES, MODEL_FILE
 from training.data import (
     CROP_CACHE,
+    GENDER_CLASSES,
     HAPPY_FOLDERS,
     TRAINING_DETECTORS,
     DataError,
     HappySet,
     file_digests,
     folder_crop_cache,
-    gender_files,
+    gender_crops,
+    gender_sources,
     happy_crops,
     happy_source,
     happy_sources,
     image_digests,
-    in_both_emotions,
+    in_both_labels,
+    photo_folders_of,
     sha256,
     training_detector,
 )
@@ -59,7 +62,7 @@ def _mixup(tf, x, y, largest: float):
 @dataclass
 class TrainConfig:
     happy: list[str]
-    gender: str
+    gender: str | list[str]  # one gender dataset, or several (repeated --gender)
     out: str
     happy_test: list[str] = field(default_factory=list)
     calibrate: list[str] = field(default_factory=list)  # labelled happy/sad files that set the emotion threshold
@@ -372,7 +375,11 @@ def train(cfg: TrainConfig, report=print) -> dict:
     photo_detector = training_detector(cfg.happy_detector or "auto")
     happy, happy_folders = happy_sources(cfg.happy)
     held_out = {p: happy_source(p) for p in dict.fromkeys([*cfg.happy_test, *cfg.calibrate])}
-    g_train, g_val = gender_files(cfg.gender, seed=cfg.seed)
+    read: dict[str, str] = {}  # each photo file's sha256, read once for the checks below and the card
+    gender_paths = [cfg.gender] if isinstance(cfg.gender, str) else list(cfg.gender)
+    g_sources = gender_sources(gender_paths, seed=cfg.seed, known=read)
+    g_train, g_val = [f for s in g_sources for f in s.train], [f for s in g_sources for f in s.val]
+    photo_of = photo_folders_of(g_sources)
     evaluate_files = None
     if cfg.evaluate:
         from facesort.evaluate import labelled_files
@@ -392,8 +399,10 @@ def train(cfg: TrainConfig, report=print) -> dict:
             raise DataError(f"--landmark-teacher: {e}") from None
     # Held-out images that are training images too (a photo given to --happy and, or as a copy, to --evaluate)
     # would make their figures meaningless: said now, before any work, and kept in the card.
-    read: dict[str, str] = {}  # each photo file's sha256, read once for these checks and the card
-    trained_on = set().union(*(image_digests(s, read) for s in [*([happy] if happy else []), *happy_folders.values()]))
+    trained_on = set().union(
+        *(image_digests(s, read) for s in [*([happy] if happy else []), *happy_folders.values()]),
+        *(image_digests(s.train, read) for s in g_sources if s.photos),
+    )
     held_sets = {f"--happy-test {p}" if p in cfg.happy_test else f"--calibrate {p}": s for p, s in held_out.items()}
     if evaluate_files:
         held_sets[f"--evaluate {cfg.evaluate}"] = evaluate_files
@@ -417,7 +426,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         """(crops, labels) of one happy/sad dataset; a folder's photos without a face are left out, counted."""
         if isinstance(source, HappySet):
             return happy_crops(source.x, size, detector=detector)[0], source.y
-        both = in_both_emotions(source, file_digests(source, read))
+        both = in_both_labels(source, file_digests(source, read))
         source = [f for f in source if f[0] not in both]
         x, y, st = folder_crop_cache(source, cfg.cache, size, workers=cfg.workers, detector=detector, faceless="skip")
         st = {**st, "images": st["images"] + len(both), "in_both_emotions": len(both)}
@@ -447,11 +456,34 @@ def train(cfg: TrainConfig, report=print) -> dict:
     if cfg.max_gender_images:
         g_train = [g_train[i] for i in rng.permutation(len(g_train))[: cfg.max_gender_images]]
         g_val = [g_val[i] for i in rng.permutation(len(g_val))[: max(50, cfg.max_gender_images // 8)]]
-    gx, gy, g_stats = folder_crop_cache(g_train, cfg.cache, size, workers=cfg.workers, detector=detector)
-    vx, vy, v_stats = folder_crop_cache(g_val, cfg.cache, size, workers=cfg.workers)
+    # Held-out images (validation) are cropped with the detector `facesort classify` uses, as above.
+    crop = {"photo_of": photo_of, "cache_dir": cfg.cache, "size": size, "workers": cfg.workers}
+    gx, gy, g_by = gender_crops(g_train, **crop, detector=detector, photo_detector=photo_detector)
+    vx, vy, v_by = gender_crops(g_val, **crop)
+    g_stats, v_stats = g_by.get(None), v_by.get(None)
     for name, st in (("training", g_stats), ("validation", v_stats)):
-        if st["unreadable"]:
+        if st and st["unreadable"]:
             report("info", f"gender {name} images: {st['used']} of {st['images']} used{_left_out(st)}")
+    gender_folders: dict[str, dict] = {}
+    for source in (s for s in g_sources if s.photos):
+        path = source.path
+        kept = gender_folders[path] = {
+            "in_both_genders": source.in_both_genders,
+            "training": g_by.get(path),
+            "validation": v_by.get(path),
+        }
+        st = [x for x in (kept["training"], kept["validation"]) if x]
+        total = {k: sum(x[k] for x in st) for k in ("images", "used", "unreadable", "no_face")}
+        total["in_both_genders"] = kept["in_both_genders"]
+        report(
+            "info",
+            f"{path}: {total['used']} of {total['images'] + total['in_both_genders']} photos used for gender, "
+            f"{(kept['validation'] or {}).get('used', 0)} of them held out for validation{_left_out(total)}",
+        )
+    missing = [g for label, g in enumerate(GENDER_CLASSES) if label not in gy]
+    if missing or not len(vy):
+        which = f"{' or '.join(missing)} training" if missing else "validation"
+        raise DataError(f"--gender: none of the {which} images could be used")
 
     bce = keras.losses.BinaryCrossentropy(reduction="none")
     # Each finished model is kept until the model is written: run again, a stopped run goes on from there.
@@ -729,8 +761,8 @@ def train(cfg: TrainConfig, report=print) -> dict:
                 "happy_face_detected": det_happy,
                 **({"happy_folders": folder_stats} if folder_stats else {}),
                 **({"held_out_also_trained_on": overlap} if overlap else {}),
-                "gender_train": g_stats,
-                "gender_validation": v_stats,
+                **({"gender_train": g_stats, "gender_validation": v_stats} if g_stats else {}),
+                **({"gender_folders": gender_folders} if gender_folders else {}),
                 "history": history,
             },
             "data": {
@@ -741,10 +773,10 @@ def train(cfg: TrainConfig, report=print) -> dict:
                     for p in data_files
                 },
                 "gender": {
-                    "folder": str(cfg.gender),
+                    **({"folder": gender_paths[0]} if len(gender_paths) == 1 else {"folders": gender_paths}),
                     "train_images": len(g_train),
                     "validation_images": len(g_val),
-                    "files_sha256": _list_digest(g_train + g_val),  # name, label and content sha256 of each
+                    "files_sha256": _list_digest(g_train + g_val, read),  # name, label and content sha256 of each
                 },
             },
             "metrics": metrics
@@ -780,9 +812,13 @@ def train(cfg: TrainConfig, report=print) -> dict:
 
 def _left_out(stats: dict) -> str:
     """ " (2 unreadable, 1 without a face found)" for a folder's crop stats, or "" where none was left out."""
-    parts = [f"{stats['unreadable']} unreadable"] * bool(stats["unreadable"])
-    parts += [f"{stats['no_face']} without a face found"] * bool(stats.get("no_face"))
-    parts += [f"{stats['in_both_emotions']} in both a happy and a sad folder"] * bool(stats.get("in_both_emotions"))
+    said = {
+        "unreadable": "unreadable",
+        "no_face": "without a face found",
+        "in_both_emotions": "in both a happy and a sad folder",
+        "in_both_genders": "in both a female and a male folder",
+    }
+    parts = [f"{stats[key]} {text}" for key, text in said.items() if stats.get(key)]
     return f" ({', '.join(parts)})" if parts else ""
 
 
