@@ -18,6 +18,7 @@ import errno
 import filecmp
 import io
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -44,7 +45,8 @@ REPORT_COLUMNS = ("run", "source", "destination", "label", "action", "error")
 # half of an iPhone's Live Photo, assuming that a camera numbering stills and videos in one sequence does not give
 # a video a still's name, not checked against cameras) or to its whole name
 # (DSC_0001.NEF.xmp: darktable; .pp3: RawTherapee; .dop: DxO PhotoLab); and Google Takeout's metadata
-# (IMG_0001.jpg.json, IMG_0001.jpg.supplemental-metadata.json: _takeout_json).
+# (IMG_0001.jpg.json, IMG_0001.jpg.supplemental-metadata.json: _takeout_json; a numbered duplicate's and a long
+# name's, IMG_0001.jpg(1).json: _takeout_names).
 SIDECARS_OF_STEM = (".xmp", ".aae", ".mov")
 SIDECARS_OF_NAME = (".xmp", ".pp3", ".dop")
 SIDECAR_EXTENSIONS = frozenset((*SIDECARS_OF_STEM, *SIDECARS_OF_NAME, ".json"))
@@ -52,8 +54,10 @@ SIDECAR_EXTENSIONS = frozenset((*SIDECARS_OF_STEM, *SIDECARS_OF_NAME, ".json"))
 
 class _Sidecar(NamedTuple):
     name: str
-    by_stem: bool  # named by the photo's name without its extension (DSC_0001.xmp), not its whole name
-    shared: str  # the name of another photo beside it with the same stem, which shares it; or ""
+    # named by the photo's name without its extension (DSC_0001.xmp: "stem"), by its whole name
+    # (DSC_0001.NEF.xmp: "name"), or by Takeout's cut or numbered form of it (_takeout_names: "takeout")
+    kind: str
+    shared: str  # the name of another photo beside it that shares it (the same stem, or Takeout's cut); or ""
 
 
 def _run_id() -> str:
@@ -158,7 +162,7 @@ class Sorter:
             raise ValueError(f"unknown mode {mode!r}")
         self.into, self.mode, self.dry_run, self.sidecars = Path(into), mode, dry_run, sidecars
         self.run_id = _run_id()
-        self._listed: OrderedDict[str, list[str]] = OrderedDict()  # recent folders' file names
+        self._listed: OrderedDict[str, tuple] = OrderedDict()  # recent folders' file names (_listing)
         for name in FOLDERS if unsure else (n for n in FOLDERS if n != UNSURE_DIR):
             folder = self.into / name
             if os.path.lexists(folder) and not folder.is_dir():
@@ -292,23 +296,31 @@ class Sorter:
     def _sidecars(self, src: Path) -> list[_Sidecar]:
         """The sidecars beside `src`, found in a listing of the folder, so that a case-insensitive filesystem
         does not make one file two."""
-        names = self._listing(src.parent)
+        names, claims = self._listing(src.parent)
         stem, ext = os.path.splitext(src.name)
         found = []
         if ext:
             same_stem = [n for n in _starting(names, stem + ".") if "." not in n[len(stem) + 1 :]]
             others = [n for n in same_stem if n != src.name and _ext(n) in IMAGE_EXTENSIONS]
-            found += [_Sidecar(n, True, others[0] if others else "") for n in same_stem if _ext(n) in SIDECARS_OF_STEM]
+            found += [
+                _Sidecar(n, "stem", others[0] if others else "") for n in same_stem if _ext(n) in SIDECARS_OF_STEM
+            ]
         for name in _starting(names, src.name + "."):
             tail = name[len(src.name) :]
             if tail.lower() in SIDECARS_OF_NAME or _takeout_json(tail):
-                found.append(_Sidecar(name, False, ""))
+                found.append(_Sidecar(name, "name", ""))
+        for name in _takeout_names(src.name) if claims else ():
+            others = [p for p in claims.get(name, ()) if p != src.name]
+            if name in claims:
+                found.append(_Sidecar(name, "takeout", others[0] if others else ""))
         return [f for f in found if os.path.lexists(src.parent / f.name)]  # the listing may be older
 
-    def _listing(self, folder: Path) -> list[str]:
+    def _listing(self, folder: Path) -> tuple[list[str], dict[str, list[str]]]:
         """The names in `folder` that sidecar matching looks at, sorted: the sidecar candidates, and the photos
-        that share a stem with one (so a folder without sidecars keeps an empty list). The last 4,096 folders'
-        are kept, so photos that come in any order (--files-from) do not list a folder again for each photo."""
+        that share a stem with one (so a folder without sidecars keeps an empty list); and each Takeout metadata
+        file there that a photo's numbered or cut name points to (_takeout_names), with the photos it does for.
+        The last 4,096 folders' are kept, so photos that come in any order (--files-from) do not list a folder
+        again for each photo."""
         key = str(folder)
         if key in self._listed:
             self._listed.move_to_end(key)
@@ -327,10 +339,16 @@ class Sorter:
         except OSError:
             pass  # a folder that cannot be listed: no sidecars found
         stems = {os.path.splitext(n)[0] for n in sidecars}
-        self._listed[key] = names = sorted([*sidecars, *(n for n in photos if os.path.splitext(n)[0] in stems)])
+        names = sorted([*sidecars, *(n for n in photos if os.path.splitext(n)[0] in stems)])
+        jsons, claims = {n for n in sidecars if n.endswith(".json")}, {}
+        for photo in sorted(photos) if jsons else ():
+            for name in _takeout_names(photo):
+                if name in jsons:
+                    claims.setdefault(name, []).append(photo)
+        self._listed[key] = listing = (names, claims)
         if len(self._listed) > 4096:
             self._listed.popitem(last=False)
-        return names
+        return listing
 
     @staticmethod
     def _copy(src: Path, dest: Path) -> None:
@@ -353,8 +371,10 @@ class Sorter:
 
 def _beside(dest: Path, src: Path, sidecar: _Sidecar) -> Path:
     """Where a sidecar of `src` goes when `src` goes to `dest`: its name with the photo's part renamed."""
-    if sidecar.by_stem:
+    if sidecar.kind == "stem":
         return dest.parent / (os.path.splitext(dest.name)[0] + sidecar.name[len(os.path.splitext(src.name)[0]) :])
+    if sidecar.kind == "takeout":  # its own name beside its photo's; beside a renamed photo, Takeout's NAME.json
+        return dest.parent / (sidecar.name if dest.name == src.name else dest.name + ".json")
     return dest.parent / (dest.name + sidecar.name[len(src.name) :])
 
 
@@ -389,6 +409,26 @@ def _takeout_json(tail: str) -> bool:
     NAME.s.json: the .json end is kept)."""
     middle = tail.removesuffix(".json")
     return middle != tail and (middle == "" or (len(middle) > 1 and "supplemental-metadata".startswith(middle[1:])))
+
+
+TAKEOUT_CUT = 46  # Takeout cuts a metadata file's name, less its number and .json, to this many characters
+
+
+def _takeout_names(photo: str) -> list[str]:
+    """The names of Google Takeout's metadata of `photo` that _takeout_json does not match (it needs the photo's
+    whole name in front): where Takeout cut the photo's name (over 46 characters with what follows it), and
+    where it numbered a duplicate, IMG_0001(1).jpg: IMG_0001.jpg(1).json, IMG_0001.jpg.supplemental-metadata(1).json
+    or that cut (IMG_0001.jpg.suppl(1).json), or IMG_0001(1).jpg.supplemental-metadata.json cut into the name.
+    The rules are those of the Takeout importers that meet them most (ente's, in its metadata-json.ts)."""
+    stem, ext = os.path.splitext(photo)
+    number = re.search(r"\(\d+\)$", stem)
+    num = number.group(0) if number else ""
+    base = stem[: len(stem) - len(num)] + ext
+    names = [base[:TAKEOUT_CUT] + num, (base + ".supplemental-metadata")[:TAKEOUT_CUT] + num]
+    if num:
+        names.append((photo + ".supplemental-metadata")[:TAKEOUT_CUT])
+    names = [n + ".json" for n in dict.fromkeys(names)]
+    return [n for n in names if not (n.startswith(photo + ".") and _takeout_json(n[len(photo) :]))]
 
 
 def _remove_source(p: Placement, kept_as: str | None) -> None:

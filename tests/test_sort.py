@@ -689,6 +689,50 @@ def test_google_takeouts_metadata_goes_with_its_photo(tmp_path):
         assert (placed_photo.parent / json_name).read_text() == f'{{"title": "{name}"}}'
 
 
+def test_takeouts_metadata_of_a_numbered_duplicate_or_a_long_name_goes_with_its_photo(tmp_path):
+    """Takeout numbers a duplicate name, IMG_0001(1).jpg, and puts the number after the metadata's suffix; and it
+    cuts a name with its suffix to 46 characters. Two photos whose names differ only after the cut share one."""
+    album = tmp_path / "Takeout" / "Google Photos" / "Photos from 2019"
+    album.mkdir(parents=True)
+    photo = example_photos()[0]
+    long = "Screenshot_20190704-183512_Samsung Internet"  # 43 characters
+    metadata = {
+        "IMG_0001.jpg": "IMG_0001.jpg.json",
+        "IMG_0001(1).jpg": "IMG_0001.jpg(1).json",  # before 2024
+        "IMG_0002(2).jpg": "IMG_0002.jpg.supplemental-metadata(2).json",
+        # The suffix cut (the name and it to 46 characters), the number kept; all of it but its dot.
+        "Screenshot_20190704-183512_Chrome(1).jpg": "Screenshot_20190704-183512_Chrome.jpg.suppleme(1).json",
+        "PXL_20190704_183512345.PORTRAIT-01.COVERS.jpg": "PXL_20190704_183512345.PORTRAIT-01.COVERS.jpg..json",
+        f"{long}_and_more_to_it.jpg": f"{long}_an.json",  # the photo's own name cut
+    }
+    for i, (name, json_name) in enumerate(metadata.items()):
+        (album / name).write_bytes(photo.read_bytes() + bytes([i]))
+        (album / json_name).write_text(f'{{"title": "{name}"}}')
+    (album / f"{long}_and_another.jpg").write_bytes(photo.read_bytes() + b"x")  # its metadata is the one above
+    (album / "IMG_0003(1).jpg.json").write_text("{}")  # no photo of that name: stays
+    into = tmp_path / "SORTED"
+    assert run_cli("sort", album, "--into", into, "--move").returncode == 0
+    # The cut name's metadata is copied to both photos that share it and stays; the others moved.
+    assert sorted(p.name for p in album.iterdir()) == ["IMG_0003(1).jpg.json", f"{long}_an.json"]
+    for name, json_name in metadata.items():
+        (placed_photo,) = [p for p in placed(into) if p.name == name]
+        assert (placed_photo.parent / json_name).read_text() == f'{{"title": "{name}"}}', name
+    (other,) = [p for p in placed(into) if p.name == f"{long}_and_another.jpg"]
+    assert (other.parent / f"{long}_an.json").is_file()
+    rows = {Path(r["source"]).name: r for r in sort_report(into)}
+    assert rows[f"{long}_an.json"]["error"] == f"not moved: also the sidecar of {long}_and_another.jpg"
+    # Placed beside a photo that already has its name there, the metadata takes Takeout's NAME.json.
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "IMG_0001(1).jpg").write_bytes(photo.read_bytes() + b"new")
+    (again / "IMG_0001.jpg(1).json").write_text("{}")
+    assert run_cli("sort", again, "--into", into).returncode == 0
+    (renamed,) = [p for p in placed(into) if p.name == "IMG_0001(1)-1.jpg"]
+    assert (renamed.parent / "IMG_0001(1)-1.jpg.json").read_text() == "{}"
+    assert run_cli("unsort", into).returncode == 0
+    assert (again / "IMG_0001.jpg(1).json").is_file() and (album / "IMG_0001.jpg(1).json").is_file()
+
+
 def test_sort_from_a_report_leaves_a_path_that_is_no_longer_a_photo_file_where_it_is(photos, tmp_path):
     # A report edited by hand, or a file replaced since: a folder or a named pipe is not placed.
     pipe = photos / "pipe.jpg"
