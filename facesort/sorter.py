@@ -224,16 +224,23 @@ class Sorter:
         return placements
 
     def _place_file(
-        self, src: Path, label: str, mode: str, target: Path | None = None, fits=lambda dest: True
+        self,
+        src: Path,
+        label: str,
+        mode: str,
+        target: Path | None = None,
+        fits=lambda dest: True,
+        name: str | None = None,
     ) -> tuple[Placement, str | None]:
-        """Place `src` in the `label` folder: under the first free name that `fits`, or at `target` only (a
-        sidecar). For a move whose source is still to be removed, the action it is if that fails (else None)."""
+        """Place `src` in the `label` folder: under the first free name that `fits` (from `name`, else its own),
+        or at `target` only (a sidecar). For a move whose source is still to be removed, the action it is if that
+        fails (else None). A name the filesystem refuses (FAT, exFAT, NTFS: no : ? * and the like) is retried with
+        those characters as _ (_portable_name)."""
         source, sidecar = str(src), target is not None
         folder = self.into / label
         limit = _name_max(folder if folder.is_dir() else self.into)
-        candidates = (
-            [target] if sidecar else (folder / _free_name_candidate(src.name, k, limit) for k in range(100_000))
-        )
+        name = name or src.name
+        candidates = [target] if sidecar else (folder / _free_name_candidate(name, k, limit) for k in range(100_000))
         for dest in candidates:
             if os.path.lexists(dest):
                 if _same_content(src, dest):
@@ -249,6 +256,8 @@ class Sorter:
             except FileExistsError:
                 continue  # taken since we looked: try the next name
             except OSError as e:
+                if not sidecar and e.errno in NAME_REFUSED and _portable_name(name) != name:
+                    return self._place_file(src, label, mode, fits=fits, name=_portable_name(name))
                 return Placement(source, str(dest), label, "not sorted", e.strerror or str(e), sidecar), None
             return Placement(source, str(dest), label, action, sidecar=sidecar), kept_as
         why = f"a different {target.name} is already there" if sidecar else "no free name"
@@ -409,6 +418,17 @@ def _takeout_json(tail: str) -> bool:
     NAME.s.json: the .json end is kept)."""
     middle = tail.removesuffix(".json")
     return middle != tail and (middle == "" or (len(middle) > 1 and "supplemental-metadata".startswith(middle[1:])))
+
+
+# What a filesystem says of a name it cannot hold: EINVAL (Linux's vfat, exfat), ENOENT (FUSE exfat), EILSEQ
+# (bytes that are not UTF-8); and the characters FAT, exFAT and NTFS refuse, with what is no character in UTF-8.
+NAME_REFUSED = frozenset((errno.EINVAL, errno.ENOENT, errno.EILSEQ))
+_NOT_ON_FAT = re.compile(r'[<>:"/\\|?*\x00-\x1f\udc80-\udcff]')
+
+
+def _portable_name(name: str) -> str:
+    """`name` with the characters FAT, exFAT and NTFS refuse (and bytes that are not UTF-8) as _."""
+    return _NOT_ON_FAT.sub("_", name)
 
 
 TAKEOUT_CUT = 46  # Takeout cuts a metadata file's name, less its number and .json, to this many characters

@@ -183,6 +183,51 @@ def test_a_move_whose_source_cannot_be_removed_is_reported_as_placed_with_why(
     assert [p.name for p in (tmp_path / "SORTED" / "HappyMale").iterdir()] == [src.name]
 
 
+@pytest.mark.parametrize("mode", ["copy", "move", "symlink"])
+def test_a_name_the_disk_refuses_is_placed_with_those_characters_as_underscores(tmp_path, monkeypatch, mode):
+    """FAT, exFAT and NTFS (USB disks, SD cards) refuse : ? * and the like in a name, which Linux and macOS
+    names can hold (Finder shows a / where the name holds a :). Such a photo is placed with them as _, its
+    sidecar alike, beside a file that already has that name; the next run finds it there. Checked by hand on
+    an exFAT disk (FUSE exfat 1.3.0, which says ENOENT; Linux's exfat and vfat say EINVAL); here that refusal
+    is made for every name created in SORTED."""
+    import errno
+
+    from facesort import sorter as sorter_module
+
+    into = tmp_path / "SORTED"
+
+    def refusing(call):
+        def made(a, b, *args, **kw):
+            if Path(b).is_relative_to(into) and any(c in Path(b).name for c in ':?*"<>|'):
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(b))
+            return call(a, b, *args, **kw)
+
+        return made
+
+    for name in ("link", "rename", "symlink"):
+        monkeypatch.setattr(sorter_module.os, name, refusing(getattr(os, name)))
+    photos = tmp_path / "in"
+    photos.mkdir()
+    src = photos / "Photo 2019:07:04 what?.jpg"
+    shutil.copy(example_photos()[0], src)
+    (photos / "Photo 2019:07:04 what?.xmp").write_text("<x:xmpmeta/>")
+    (into / "HappyMale").mkdir(parents=True)
+    (into / "HappyMale" / "Photo 2019_07_04 what_.jpg").write_bytes(b"another photo")
+    placements = sorter_module.Sorter(into, mode).place(str(src), "HappyMale")
+    dest = into / "HappyMale" / "Photo 2019_07_04 what_-1.jpg"
+    action = {"copy": "copied", "move": "moved", "symlink": "symlinked"}[mode]
+    assert [(Path(p.destination).name, p.action) for p in placements] == [
+        (dest.name, action),
+        ("Photo 2019_07_04 what_-1.xmp", action),
+    ]
+    assert dest.read_bytes() == example_photos()[0].read_bytes()
+    assert (into / "HappyMale" / "Photo 2019_07_04 what_.jpg").read_bytes() == b"another photo"
+    assert src.exists() == (mode != "move")
+    if mode != "move":  # the next run finds it there
+        again = sorter_module.Sorter(into, mode).place(str(src), "HappyMale")
+        assert [p.action for p in again] == ["already there"] * 2
+
+
 def test_a_move_never_removes_a_source_that_is_its_only_copy(photos, tmp_path):
     into = tmp_path / "SORTED"
     before = snapshot(photos)
