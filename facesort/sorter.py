@@ -431,6 +431,8 @@ def _portable_name(name: str) -> str:
     return _NOT_ON_FAT.sub("_", name)
 
 
+_OUR_TEMPORARY = re.compile(rf"\.\d+-[0-9a-f]{{8}}{re.escape(TMP_SUFFIX)}")  # Sorter._copy's partial copies
+
 TAKEOUT_CUT = 46  # Takeout cuts a metadata file's name, less its number and .json, to this many characters
 
 
@@ -615,6 +617,7 @@ class Unsorter:
     def __init__(self, into: str | os.PathLike, dry_run: bool = False) -> None:
         self.into, self.dry_run = Path(into), dry_run
         self.run_id = _run_id()
+        self._cleaned: set[str] = set()  # photo folders whose stale temporaries are removed
 
     def undo(self, row: dict, needed: bool = False) -> Placement:
         """Put back one placement. `needed`: a placement still to be put back has the same destination (two
@@ -641,7 +644,9 @@ class Unsorter:
         if self.dry_run:
             return done("would return")
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(src)), exist_ok=True)
+            folder = os.path.dirname(os.path.abspath(src))
+            os.makedirs(folder, exist_ok=True)
+            self._remove_stale_temporaries(folder)
             if os.path.islink(dest):  # a symlink among the photos, moved: it goes back as a link
                 os.symlink(os.readlink(dest), src)
             elif needed:
@@ -658,6 +663,23 @@ class Unsorter:
         except OSError as e:
             return done("returned", f"its copy in SORTED not removed: {e.strerror or e}")
         return done("returned")
+
+    def _remove_stale_temporaries(self, folder: str) -> None:
+        """A copy back across filesystems that a killed unsort left part-written in a photo folder: ours by its
+        whole name (Sorter._copy's), never a complete file."""
+        if folder in self._cleaned:
+            return
+        self._cleaned.add(folder)
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return
+        for name in names:
+            if _OUR_TEMPORARY.fullmatch(name):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                except OSError:
+                    pass
 
     def remove_empty_folders(self) -> None:
         """The class folders that unsorting left empty (never one holding anything)."""

@@ -803,6 +803,21 @@ def tree(folder: Path) -> dict[str, str]:
     }
 
 
+def test_unsort_removes_the_partial_copy_a_killed_unsort_left_among_the_photos(photos, tmp_path):
+    """Putting a moved photo back across filesystems copies it under a temporary name first; killed then
+    (power cut, SIGKILL), that part-written copy stays. The next unsort removes it, and only it."""
+    into = tmp_path / "SORTED"
+    before = snapshot(photos)
+    assert run_cli("sort", photos, "--into", into, "--move", "-q").returncode == 0
+    stale = photos / ".4242-0badc0de.facesort-tmp"
+    stale.write_bytes(b"half a photo")
+    (photos / ".draft.facesort-tmp").write_text("mine")  # not a name facesort gives
+    assert run_cli("unsort", into, "-q").returncode == 0
+    assert not stale.exists() and (photos / ".draft.facesort-tmp").read_text() == "mine"
+    (photos / ".draft.facesort-tmp").unlink()
+    assert snapshot(photos) == before
+
+
 @pytest.mark.parametrize("mode", ["--move", "--copy", "--hardlink", "--symlink"])
 def test_unsort_puts_every_photo_back_as_it_was(tmp_path, mode):
     photos = tmp_path / "in"
