@@ -664,7 +664,7 @@ def sort_cmd(
     from facesort.sorter import Placement
 
     counts: dict[str, int] = {}
-    not_removed, unsure, gone = 0, 0, []
+    not_removed, unsure, gone, failed = 0, 0, [], 0
     stopped = (
         "; sorting stopped (the photos placed before this one are in their class folders, and a rerun once "
         "there is room finishes the job without placing any twice)"
@@ -689,6 +689,7 @@ def sort_cmd(
                 placements = [Placement(source, "", labels[0], "not sorted", why)]
             else:
                 placements = sorter.place_all(source, labels)
+                failed += sum(p.action == "not sorted" for p in placements)  # readable, but could not be placed
             placements = placements or [Placement(source, "", "", "not sorted", rows[0].error)]
             for p in placements:
                 action = f"sidecars {p.action}" if p.sidecar else p.action
@@ -725,6 +726,12 @@ def sort_cmd(
             f"{_plain(into / REPORT_NAME)}; "
             + ("the other photos of the report were sorted)" if set(counts) - {"not sorted"} else "nothing was sorted)")
             + ("; the report's relative paths are read from the current folder, as classify wrote them" * relative)
+        )
+    if failed:  # as cp does: the others placed, the exit code says not all were
+        fail(
+            f"{failed} file{'s' * (failed > 1)} could not be placed: the 'not sorted' rows of "
+            f"{_plain(into / REPORT_NAME)} say why, and the same command places {'them' if failed > 1 else 'it'} "
+            "once that is mended"
         )
 
 

@@ -41,3 +41,16 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, **kw) -> 
         timeout=timeout,
         **kw,
     )
+
+
+def file_size_limit(limit: int):
+    """preexec_fn: files written by the child may not grow past `limit` bytes (as on a full disk; the write
+    fails with EFBIG once SIGXFSZ is ignored). Needs no privileges, unlike mounting a small filesystem."""
+    import resource
+    import signal
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import EXAMPLES, example_photos, run_cli
+from conftest import EXAMPLES, example_photos, file_size_limit, run_cli
 from PIL import Image
 
 import facesort
@@ -437,19 +437,6 @@ def test_cuda_batch_padding_keeps_each_faces_result():
     assert np.allclose(got.probs, ref.probs, atol=1e-6) and np.allclose(got.p_male, ref.p_male, atol=1e-6)
 
 
-def _file_size_limit(limit: int):
-    """preexec_fn: files written by the child may not grow past `limit` bytes (as on a full disk; the write
-    fails with EFBIG once SIGXFSZ is ignored). Needs no privileges, unlike mounting a small filesystem."""
-    import resource
-    import signal
-
-    def apply():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return apply
-
-
 def test_a_full_disk_is_one_sentence_and_exit_1_not_a_traceback(photos, tmp_path):
     def check(proc, says):
         assert proc.returncode == 1 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -461,7 +448,7 @@ def test_a_full_disk_is_one_sentence_and_exit_1_not_a_traceback(photos, tmp_path
             proc = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
         check(proc, "cannot write to standard output")
     # Files that cannot grow past 400 bytes: the report, the photos' copies, evaluate's figures.
-    small = _file_size_limit(400)
+    small = file_size_limit(400)
     check(run_cli("classify", photos, "--out", tmp_path / "r.csv", preexec_fn=small), f"cannot write {tmp_path}")
     sources = {p.name: p.read_bytes() for p in photos.iterdir()}
     proc = run_cli("sort", photos, "--into", tmp_path / "sorted", preexec_fn=small)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import example_photos, run_cli
+from conftest import example_photos, file_size_limit, run_cli
 
 FOLDERS = {"HappyMale", "HappyFemale", "SadMale", "SadFemale", "NoFace"}
 
@@ -226,6 +226,22 @@ def test_a_name_the_disk_refuses_is_placed_with_those_characters_as_underscores(
     if mode != "move":  # the next run finds it there
         again = sorter_module.Sorter(into, mode).place(str(src), "HappyMale")
         assert [p.action for p in again] == ["already there"] * 2
+
+
+def test_photos_that_could_not_be_placed_make_the_exit_code_1_as_cp_does(photos, tmp_path):
+    """Files that cannot grow past 20,000 bytes: the larger photos cannot be copied, the smaller ones are. The
+    run places what it can, says how many it could not, exits 1, and a rerun with room places the rest."""
+    into = tmp_path / "SORTED"
+    proc = run_cli("sort", photos, "--into", into, preexec_fn=file_size_limit(20_000))
+    large = sorted(p.name for p in photos.iterdir() if p.stat().st_size > 20_000)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    said = " ".join(proc.stderr.split())
+    assert f"{len(large)} files could not be placed: the 'not sorted' rows of {into / 'facesort-report.csv'}" in said
+    rows = sort_report(into)
+    assert sorted(Path(r["source"]).name for r in rows if r["action"] == "not sorted") == large
+    assert sorted(p.name for p in placed(into)) == sorted(set(p.name for p in photos.iterdir()) - set(large))
+    assert run_cli("sort", photos, "--into", into, "-q").returncode == 0
+    assert len(placed(into)) == len(list(photos.iterdir()))
 
 
 def test_a_move_never_removes_a_source_that_is_its_only_copy(photos, tmp_path):
