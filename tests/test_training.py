@@ -232,6 +232,10 @@ def test_gender_reader_takes_the_class_folders_sort_writes(tmp_path):
         DataError, match="expected Training/ and Validation/, or female/ and male/ folders, or the class"
     ):
         gender_source(tmp_path / "holiday")
+    (happy / "female").mkdir()
+    with pytest.raises(DataError, match="both face-crop folders .* and class folders; keep one"):
+        gender_source(happy)
+    (happy / "female").rmdir()
     for name in ("HappyMale", "SadMale"):
         shutil.rmtree(happy / name)
     with pytest.raises(DataError, match="no photos in its HappyMale/ or SadMale/ folders"):

@@ -219,7 +219,9 @@ def gender_source(folder: str | os.PathLike, seed: int = 0, known: dict[str, str
             f"{folder}: expected Training/ and Validation/, or female/ and male/ folders, or the class folders "
             "facesort sort writes (HappyMale/, HappyFemale/, SadMale/, SadFemale/)"
         )
-    if not classes or any(crops):
+    if classes and any(crops):
+        raise DataError(f"{folder}: both face-crop folders (Training/, female/, male/) and class folders; keep one")
+    if not classes:
         return GenderSource(str(folder), *gender_files(folder, seed=seed), photos=False)
     files = [(str(p), int(not c.endswith("Female"))) for d, c in classes for p in iter_image_files([d])]
     for label, name in enumerate(GENDER_CLASSES):
