@@ -1024,6 +1024,7 @@ def info(model: ModelOpt = None) -> None:
         "approach",
         "seconds",
         "peak_memory_mb",
+        "resumed_with",
         "machine",
         "reproduce",
         "held_out_also_trained_on",

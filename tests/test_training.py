@@ -664,7 +664,8 @@ def test_a_stopped_training_run_goes_on_where_it_stopped_and_ends_with_the_model
     assert "stage 1: emotion model 2/2 on 12 happy/sad images" in said  # the one it was training is trained
     card = json.loads((out / "model.json").read_text())
     assert card["training"]["resumed_with"] == ["stage1-1"]
-    assert "Resumed after a stop: 1 models restored" in (out / "MODEL_CARD.md").read_text()
+    assert "Resumed after a stop: 1 model restored from the stopped run" in (out / "MODEL_CARD.md").read_text()
+    assert '"resumed_with": [' in run_cli("info", "--model", out).stdout
     assert not (out / CHECKPOINT_DIR).exists()
     # The model is the unstopped run's: the same curves, the same report on the photos.
     assert (

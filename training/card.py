@@ -149,7 +149,8 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
         "",
         f"Training: {t['seconds'] / 60:.1f} minutes, peak memory {t['peak_memory_mb']:.0f} MB on {t['machine']}."
         + (
-            f" Resumed after a stop: {len(t['resumed_with'])} models restored from the stopped run (their "
+            f" Resumed after a stop: {len(t['resumed_with'])} model{'s' * (len(t['resumed_with']) > 1)} restored "
+            "from the stopped run (their "
             "training time counted, the peak memory this run's)."
             if t.get("resumed_with")
             else ""
