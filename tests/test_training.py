@@ -704,6 +704,10 @@ def test_gender_is_also_learnt_from_sorted_photos_beside_a_gender_set(tmp_path):
     said = f"{happy}: 12 of 14 photos used for gender, {st[1]['used']} of them held out for validation (1 unreadable"
     assert said in " ".join(proc.stderr.split())
     assert card["training"]["gender_train"]["images"] == 11  # the gender set's face crops, as before
+    # Its validation photos are also --happy's training photos: said, and kept in the card.
+    leak = f"--gender {happy} (its validation tenth)"
+    assert card["training"]["held_out_also_trained_on"] == {leak: 1}
+    assert f"warning: {leak} holds 1 of the training images" in " ".join(proc.stderr.split())
     assert run_cli("classify", EXAMPLES, "--model", out).stdout.count(",ok,") >= 12
 
 

@@ -406,6 +406,8 @@ def train(cfg: TrainConfig, report=print) -> dict:
     held_sets = {f"--happy-test {p}" if p in cfg.happy_test else f"--calibrate {p}": s for p, s in held_out.items()}
     if evaluate_files:
         held_sets[f"--evaluate {cfg.evaluate}"] = evaluate_files
+    for source in (s for s in g_sources if s.photos):  # its gender validation: the photos may be in --happy too
+        held_sets[f"--gender {source.path} (its validation tenth)"] = source.val
     overlap = {name: len(image_digests(s, read) & trained_on) for name, s in held_sets.items()}
     overlap = {name: n for name, n in overlap.items() if n}
     for name, n in overlap.items():
