@@ -1116,7 +1116,8 @@ def train(
         Path | None, typer.Option("--evaluate", help="Labelled four-class folder to measure, for the card only.")
     ] = None,
 ) -> None:
-    """Train the four-class model on your two datasets and write MODEL_DIR (ONNX + model card)."""
+    """Train the four-class model on your two datasets and write MODEL_DIR (ONNX + model card). Stopped, the
+    same command goes on from the models it finished."""
     try:
         from training.train import TrainConfig, checkpointed
         from training.train import train as run_training
