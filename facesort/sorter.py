@@ -176,9 +176,8 @@ class Sorter:
         """Partial copies of a killed run: ours by name, never a complete file."""
         for name in FOLDERS:
             folder = self.into / name
-            if folder.is_dir():
-                for tmp in folder.glob(f".*{TMP_SUFFIX}"):
-                    tmp.unlink(missing_ok=True)
+            for tmp in _our_temporaries(folder):
+                tmp.unlink(missing_ok=True)
 
     def place_all(self, source: str, labels: list[str]) -> list[Placement]:
         """Put `source` (and its sidecars) into each of the `labels` folders. A move into several copies it
@@ -433,6 +432,16 @@ def _portable_name(name: str) -> str:
 
 _OUR_TEMPORARY = re.compile(rf"\.\d+-[0-9a-f]{{8}}{re.escape(TMP_SUFFIX)}")  # Sorter._copy's partial copies
 
+
+def _our_temporaries(folder: Path) -> list[Path]:
+    """The partial copies Sorter._copy left in `folder` (a killed run's), known by their whole name; none where
+    the folder cannot be listed."""
+    try:
+        return [folder / n for n in os.listdir(folder) if _OUR_TEMPORARY.fullmatch(n)]
+    except OSError:
+        return []
+
+
 TAKEOUT_CUT = 46  # Takeout cuts a metadata file's name, less its number and .json, to this many characters
 
 
@@ -670,16 +679,11 @@ class Unsorter:
         if folder in self._cleaned:
             return
         self._cleaned.add(folder)
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            return
-        for name in names:
-            if _OUR_TEMPORARY.fullmatch(name):
-                try:
-                    os.unlink(os.path.join(folder, name))
-                except OSError:
-                    pass
+        for tmp in _our_temporaries(Path(folder)):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
     def remove_empty_folders(self) -> None:
         """The class folders that unsorting left empty (never one holding anything)."""
