@@ -220,7 +220,7 @@ class Checkpoint:
             report("info", f"continuing the stopped run kept in {self.dir}: {n} model{'s' * (n > 1)} already trained")
 
     def names(self) -> list[str]:
-        return sorted(p.stem for p in self.dir.glob("*.npz"))
+        return _kept_models(self.dir)
 
     def load(self, name: str, model, history: dict | None = None) -> bool:
         """Give `model` the weights saved as `name` (its history entries into `history`); False if none."""
@@ -251,9 +251,14 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _kept_models(folder: Path) -> list[str]:
+    """The names of the models kept in a checkpoint folder (none where there is no such folder)."""
+    return sorted(p.stem for p in folder.glob("*.npz"))
+
+
 def checkpointed(out: str | os.PathLike) -> int:
     """How many finished models a stopped run left in `out` (0 where none)."""
-    return len(list((Path(out) / CHECKPOINT_DIR).glob("*.npz")))
+    return len(_kept_models(Path(out) / CHECKPOINT_DIR))
 
 
 def _fingerprint(cfg: TrainConfig, arrays) -> str:
