@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,11 +45,35 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, **kw) -> 
     )
 
 
+def interrupt_once_started(
+    cmd: list[str], started, sig=signal.SIGINT, wait: float = 120, **kw
+) -> subprocess.CompletedProcess:
+    """Run `cmd`, and send it `sig` (SIGINT: Ctrl-C; SIGKILL: a kill) as soon as `started()` says it is under way
+    (or `wait` seconds have passed); `kw` goes to Popen (env=...).
+
+    The command starts with SIGINT as Ctrl-C sends it: a test run in the background of a script inherits
+    SIGINT ignored (POSIX shells start background jobs so), and Python then never raises KeyboardInterrupt,
+    so the run went on to its end. The callers give it work enough for seconds after `started()`."""
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **kw,
+    )
+    deadline = time.time() + wait
+    while time.time() < deadline and proc.poll() is None and not started():
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def file_size_limit(limit: int):
     """preexec_fn: files written by the child may not grow past `limit` bytes (as on a full disk; the write
     fails with EFBIG once SIGXFSZ is ignored). Needs no privileges, unlike mounting a small filesystem."""
     import resource
-    import signal
 
     def apply():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

@@ -7,13 +7,11 @@ import hashlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import example_photos, file_size_limit, run_cli
+from conftest import example_photos, file_size_limit, interrupt_once_started, run_cli
 
 FOLDERS = {"HappyMale", "HappyFemale", "SadMale", "SadFemale", "NoFace"}
 
@@ -339,27 +337,6 @@ def make_many(folder: Path, copies: int = 10) -> dict[str, str]:
 
 # 480 photos: about 2 s of work on this machine after the first placements, where the interrupt lands.
 INTERRUPT_COPIES = 40
-
-
-def interrupt_once_started(cmd: list[str], started, sig=signal.SIGINT) -> subprocess.CompletedProcess:
-    """Run `cmd`, and send it `sig` (SIGINT: Ctrl-C; SIGKILL: a kill) as soon as `started()` says it is under way.
-
-    The command starts with SIGINT as Ctrl-C sends it: a test run in the background of a script inherits
-    SIGINT ignored (POSIX shells start background jobs so), and Python then never raises KeyboardInterrupt,
-    so the run went on to its end. The callers give it photos enough for seconds of work after `started()`."""
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not started():
-        time.sleep(0.01)
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.mark.parametrize("mode", [[], ["--move"]], ids=["copy", "move"])

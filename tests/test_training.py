@@ -6,16 +6,14 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from conftest import EXAMPLES, SHARED, example_photos, needs_shared, run_cli
+from conftest import EXAMPLES, SHARED, example_photos, interrupt_once_started, needs_shared, run_cli
 
 pytest.importorskip("tensorflow", reason="the train extra is not installed")
 
@@ -646,13 +644,9 @@ def test_a_stopped_training_run_goes_on_where_it_stopped_and_ends_with_the_model
 
     out = tmp_path / "stopped"
     cmd = [sys.executable, "-m", "facesort", *map(str, args), "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     first = out / CHECKPOINT_DIR / "stage1-1.npz"
-    deadline = time.time() + 300
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)  # during the second stage-1 model
-    _, err = proc.communicate(timeout=120)
+    proc = interrupt_once_started(cmd, first.exists, wait=300, env=env)  # during the second stage-1 model
+    err = proc.stderr
     assert proc.returncode == 130, err[-2000:]
     assert "the same command goes on from the 1 model it finished" in " ".join(err.split()), err[-2000:]
     assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT_DIR]  # no model written
