@@ -130,15 +130,24 @@ def file_digests(files: list[tuple], known: dict[str, str] | None = None) -> dic
     return {path: known[path] for path, *_ in files if path in known}
 
 
-def in_both_labels(files: list[tuple[str, int]], digests: dict[str, str]) -> set[str]:
-    """The photos whose very content (`digests`, file_digests') carries both labels (happy and sad, or female
+def in_both_labels(files: list[tuple[str, int]], known: dict[str, str] | None = None) -> set[str]:
+    """The photos whose very content (file_digests, with `known`) carries both labels (happy and sad, or female
     and male): a photo copied into a Happy and a Sad class folder, as `sort --multi all` does with a group
     photo, whose largest face (the one training takes) cannot be both."""
+    digests = file_digests(files, known)
     labels: dict[str, set[int]] = {}
     for path, label in files:
         if path in digests:
             labels.setdefault(digests[path], set()).add(label)
     return {path for path, _ in files if path in digests and len(labels[digests[path]]) > 1}
+
+
+def without_in_both_labels(
+    files: list[tuple[str, int]], known: dict[str, str] | None = None
+) -> tuple[list[tuple[str, int]], int]:
+    """`files` less the photos in_both_labels finds, and how many those were (each dataset counts them)."""
+    both = in_both_labels(files, known)
+    return [f for f in files if f[0] not in both], len(both)
 
 
 def image_digests(source: HappySet | list[tuple], known: dict[str, str] | None = None) -> set[tuple[str, str]]:
@@ -228,9 +237,8 @@ def gender_source(folder: str | os.PathLike, seed: int = 0, known: dict[str, str
         if label not in {lab for _, lab in files}:
             kind = name.capitalize()
             raise DataError(f"{folder}: no photos in its Happy{kind}/ or Sad{kind}/ folders (both genders are needed)")
-    both = in_both_labels(files, file_digests(files, known))
-    files = [f for f in files if f[0] not in both]
-    return GenderSource(str(folder), *_split(files, 0.1, seed), photos=True, in_both_genders=len(both))
+    files, in_both = without_in_both_labels(files, known)
+    return GenderSource(str(folder), *_split(files, 0.1, seed), photos=True, in_both_genders=in_both)
 
 
 def gender_sources(

@@ -41,10 +41,10 @@ from training.data import (
     happy_source,
     happy_sources,
     image_digests,
-    in_both_labels,
     photo_folders_of,
     sha256,
     training_detector,
+    without_in_both_labels,
 )
 from training.measure import accuracy
 
@@ -433,10 +433,9 @@ def train(cfg: TrainConfig, report=print) -> dict:
         """(crops, labels) of one happy/sad dataset; a folder's photos without a face are left out, counted."""
         if isinstance(source, HappySet):
             return happy_crops(source.x, size, detector=detector)[0], source.y
-        both = in_both_labels(source, file_digests(source, read))
-        source = [f for f in source if f[0] not in both]
+        source, in_both = without_in_both_labels(source, read)
         x, y, st = folder_crop_cache(source, cfg.cache, size, workers=cfg.workers, detector=detector, faceless="skip")
-        st = {**st, "images": st["images"] + len(both), "in_both_emotions": len(both)}
+        st = {**st, "images": st["images"] + in_both, "in_both_emotions": in_both}
         folder_stats[path] = st
         report("info", f"{path}: {st['used']} of {st['images']} photos used{_left_out(st)}")
         missing = [name for label, name in enumerate(HAPPY_FOLDERS) if label not in y]
