@@ -74,10 +74,16 @@ class Multi(str, Enum):
     all = "all"
 
 
-def _err_console():
+def _console(stderr: bool = False, **kw):
+    """A rich console that prints names as they are: without emoji codes, a folder named `:x: party` (or a
+    CSV header `root:x:0`) is not printed as a red cross."""
     from rich.console import Console
 
-    return Console(stderr=True, soft_wrap=True)
+    return Console(stderr=stderr, emoji=False, **kw)
+
+
+def _err_console():
+    return _console(stderr=True, soft_wrap=True)
 
 
 def _plain(text) -> str:
@@ -952,10 +958,9 @@ def evaluate(
 
 def show_metrics(figures: dict) -> None:
     """Rich tables of evaluate's figures, on stdout (they are the command's output)."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     head = Table(title=f"{figures['images']} labelled photos")
     for col in ("", "value", "95% interval"):
         head.add_column(col, justify="right" if col else "left")
@@ -1011,9 +1016,7 @@ def info(model: ModelOpt = None) -> None:
         card = load_card(model)
     except ModelError as e:
         fail(str(e))
-    from rich.console import Console
-
-    console = Console()
+    console = _console()
     console.print(f"[bold]{_plain(card.get('name', 'model'))}[/] in {_plain(model or DEFAULT_MODEL_DIR)}")
     keys = ("classes", "input", "crop", "outputs", "metrics", "calibration", "gender_threshold", "architecture")
     summary = {k: card[k] for k in keys if card.get(k) is not None}

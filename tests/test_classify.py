@@ -470,8 +470,9 @@ def test_a_full_disk_is_one_sentence_and_exit_1_not_a_traceback(photos, tmp_path
 
 
 def test_paths_that_look_like_markup_are_printed_as_they_are(tmp_path):
-    # Rich reads [words] in printed text as styles: such a folder name vanished from messages, and [/x] raised.
-    for name in ("[/x]", "[trip] 2024"):
+    # Rich reads [words] in printed text as styles: such a folder name vanished from messages, and [/x] raised;
+    # and :x: as an emoji code: the folder ":x: party" was printed as a red cross and " party".
+    for name in ("[/x]", "[trip] 2024", ":x: party"):
         proc = run_cli("classify", tmp_path / name)
         assert proc.returncode == 2 and f"{tmp_path / name} does not exist" in proc.stderr, proc.stderr
     (tmp_path / "[/x]").mkdir(parents=True)

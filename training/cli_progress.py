@@ -17,7 +17,7 @@ from rich.table import Table
 
 class TrainingProgress:
     def __init__(self) -> None:
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, emoji=False)  # names as they are (facesort.cli._console)
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
