@@ -746,13 +746,13 @@ def _read_report_file(path: Path) -> tuple[list[dict], set[str]]:
     without rows); a file that cannot be read is one sentence and exit 2."""
     import csv
 
-    from facesort.report import read_report
+    from facesort.report import csv_reader, read_report
 
-    try:
-        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+    try:  # utf-8-sig: a report saved by a spreadsheet may start with a byte-order mark
+        with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
             rows = read_report(f)
             f.seek(0)
-            return rows, set(rows[0] if rows else next(csv.reader(f), None) or ())
+            return rows, set(rows[0] if rows else csv_reader(f).fieldnames or ())
     except OSError as e:
         fail(f"cannot read {path}: {e.strerror or e}", 2)
     except ValueError as e:

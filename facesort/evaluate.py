@@ -18,6 +18,7 @@ import numpy as np
 from facesort.images import iter_image_files
 from facesort.model import CLASSES
 from facesort.pipeline import ERROR, OK, classify_paths, group_by_image, image_label
+from facesort.report import csv_reader
 
 NO_FACE = "NoFace"
 PREDICTED = (*CLASSES, NO_FACE)
@@ -82,7 +83,7 @@ def labelled_files(folder: str | Path, labels: str | Path | None = None) -> list
     by_name = {c.lower(): c for c in CLASSES}
     try:
         with open(labels, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:  # as reports are written
-            reader = csv.DictReader(f)
+            reader = csv_reader(f)  # commas, or a spreadsheet's semicolons or tabs
             file_col, class_col, parts = _labels_columns(labels, reader.fieldnames)
             found, seen = [], set()
             for line, row in enumerate(reader, start=2):

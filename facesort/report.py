@@ -28,6 +28,10 @@ COLUMNS = (
     "error",
 )
 FORMATS = ("csv", "jsonl")
+# The columns holding numbers other than the face's index: where a spreadsheet saved the report with
+# semicolons between fields, they may hold decimal commas (0,9), read back as 0.9.
+DECIMALS = ("x", "y", "w", "h", "confidence", "p_happy", "p_male", *(f"p_{c}" for c in CLASSES))
+_DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d+(?:[eE][-+]?\d+)?")
 # A file name that is not UTF-8 (Linux names are bytes) reaches Python as lone surrogates (os.fsdecode).
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -70,13 +74,30 @@ class ReportWriter:
             self.stream.write(_LONE_SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", line) + "\n")
 
 
+def csv_reader(stream: IO[str]) -> csv.DictReader:
+    """A DictReader over a CSV file as facesort writes it or as a spreadsheet saves it: fields separated by
+    commas, semicolons (Excel where the decimal separator is a comma) or tabs, whichever the header line holds
+    most of. Open the file with the encoding utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark."""
+    header = stream.readline()
+    stream.seek(0)
+    return csv.DictReader(stream, delimiter=max(",;\t", key=header.count))
+
+
 def read_report(stream: IO[str]) -> list[dict]:
     """The rows of a report ReportWriter wrote, CSV or JSON Lines, told apart by content (a JSON Lines report
-    starts with "{"). ValueError with one sentence where a JSON line cannot be read."""
+    starts with "{"), also as a spreadsheet saved it (csv_reader; decimal commas read as points). ValueError
+    with one sentence where a JSON line cannot be read."""
     jsonl = stream.read(4096).lstrip().startswith("{")
     stream.seek(0)
     if not jsonl:
-        return list(csv.DictReader(stream))
+        reader = csv_reader(stream)
+        rows = list(reader)
+        if reader.reader.dialect.delimiter != ",":
+            for row in rows:
+                for key in DECIMALS:
+                    if _DECIMAL_COMMA.fullmatch(row.get(key) or ""):
+                        row[key] = row[key].replace(",", ".")
+        return rows
     rows = []
     for n, line in enumerate(stream, 1):
         if not line.strip():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import functools
 import io
 import json
@@ -20,7 +21,7 @@ from conftest import EXAMPLES, example_photos, file_size_limit, run_cli
 from PIL import Image
 
 import facesort
-from facesort.report import COLUMNS
+from facesort.report import COLUMNS, DECIMALS
 
 CLASSES = ["HappyMale", "HappyFemale", "SadMale", "SadFemale"]
 
@@ -70,6 +71,27 @@ def test_a_file_name_that_is_not_utf8_reads_back_as_the_same_file_from_csv_and_j
     (line,) = proc.stdout.decode("utf-8").splitlines()  # strict: a raw \xff byte would raise here
     row = json.loads(line)
     assert row["status"] == "ok" and os.path.exists(os.fsencode(row["path"]))
+
+
+def test_a_report_saved_by_a_spreadsheet_reads_back_as_the_rows_classify_wrote(photos, tmp_path):
+    """Reports corrected in a spreadsheet come back to sort --from-report and to the page. Excel's CSV UTF-8
+    starts with a byte-order mark and ends lines with CRLF; where the decimal separator is a comma it puts
+    semicolons between fields and writes 0,9 for 0.9; a spreadsheet may also save tabs."""
+    from facesort.report import read_report as read_rows
+
+    report = tmp_path / "r.csv"
+    assert run_cli("classify", photos, "--out", report, "-q").returncode == 0
+    with open(report, newline="", encoding="utf-8") as f:
+        rows = read_rows(f)
+    assert rows and all("." in r["confidence"] for r in rows)
+    for sep, decimal in ((",", "."), (";", ","), ("\t", ".")):
+        saved = tmp_path / "saved.csv"
+        with open(saved, "w", newline="", encoding="utf-8-sig") as f:
+            writer = csv.writer(f, delimiter=sep, lineterminator="\r\n")
+            writer.writerow(COLUMNS)
+            writer.writerows([r[c].replace(".", decimal) if c in DECIMALS else r[c] for c in COLUMNS] for r in rows)
+        with open(saved, newline="", encoding="utf-8-sig") as f:
+            assert read_rows(f) == rows, repr(sep)
 
 
 def test_a_report_or_page_is_never_written_over_a_photo_or_over_a_report(tmp_path):

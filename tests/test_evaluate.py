@@ -149,6 +149,10 @@ def test_evaluate_labels_file_columns_may_be_named_otherwise_or_split_in_emotion
     for header, lines in variants.items():
         (tmp_path / "labels.csv").write_text("\n".join([header, *lines]) + "\n")
         assert labelled_files(EXAMPLES, tmp_path / "labels.csv") == expected
+    # As Excel saves it where the decimal separator is a comma: a byte-order mark, semicolons, CRLF.
+    lines = [f"{r['file']};{r['class']}" for r in rows]
+    (tmp_path / "labels.csv").write_bytes(("\ufefffile;class\r\n" + "\r\n".join(lines) + "\r\n").encode())
+    assert labelled_files(EXAMPLES, tmp_path / "labels.csv") == expected
 
 
 def test_evaluate_counts_an_unreadable_labelled_photo_as_no_face_and_says_so(tmp_path):

@@ -625,8 +625,8 @@ def edited_report(photos: Path, tmp_path: Path, fmt: str = "csv") -> tuple[Path,
     reversed as a spreadsheet might leave them. Returns it and each photo's class in it."""
     import pandas as pd
 
-    report = tmp_path / f"report.{fmt}"
-    assert run_cli("classify", photos, "--out", report, "--format", fmt, "-q").returncode == 0
+    report = tmp_path / f"report.{'jsonl' if fmt == 'jsonl' else 'csv'}"
+    assert run_cli("classify", photos, "--out", report, "--format", fmt.replace("excel", "csv"), "-q").returncode == 0
     df = pd.read_json(report, lines=True, dtype=False) if fmt == "jsonl" else pd.read_csv(report, dtype=str)
     first = df.index[0]
     new = "SadMale" if df.at[first, "label"] != "SadMale" else "HappyFemale"
@@ -634,14 +634,20 @@ def edited_report(photos: Path, tmp_path: Path, fmt: str = "csv") -> tuple[Path,
     df = df.iloc[::-1]
     if fmt == "jsonl":
         df.to_json(report, orient="records", lines=True)
+    elif fmt == "excel":  # as Excel saves "CSV UTF-8" where the decimal separator is a comma
+        decimals = [c for c in df.columns if c not in ("path", "face", "label", "status", "error")]
+        df[decimals] = df[decimals].apply(lambda col: col.str.replace(".", ",", regex=False))
+        df.to_csv(report, index=False, sep=";", encoding="utf-8-sig", lineterminator="\r\n")
     else:
         df.to_csv(report, index=False)
     df.at[first, "label"] = new
     return report, {str(Path(r.path).name): r.label for r in df.itertuples()}
 
 
-@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "excel"])
 def test_sort_from_a_report_places_photos_by_its_labels_as_edited_without_a_model(photos, tmp_path, fmt):
+    """The report edited on the page, in an editor, or in a spreadsheet: Excel's CSV UTF-8 starts with a
+    byte-order mark, and where the decimal separator is a comma it puts semicolons between fields."""
     report, classes = edited_report(photos, tmp_path, fmt)
     into = tmp_path / "SORTED"
     before = snapshot(photos)
