@@ -1120,9 +1120,9 @@ def train(
     ] = None,
 ) -> None:
     """Train the four-class model on your two datasets and write MODEL_DIR (ONNX + model card). Stopped, the
-    same command goes on from the models it finished."""
+    same command goes on from the models and epochs it finished."""
     try:
-        from training.train import TrainConfig, checkpointed
+        from training.train import TrainConfig, kept_work
         from training.train import train as run_training
     except ImportError as e:
         fail(f"training needs the train extra: pip install 'facesort[train]' ({e})")
@@ -1154,10 +1154,8 @@ def train(
 
     def stopped() -> str:
         said = f"training stopped; no model was written to {out} (one already there is unchanged)"
-        kept = checkpointed(out)
-        return said + (
-            f"; the same command goes on from the {kept} model{'s' * (kept > 1)} it finished" if kept else ""
-        )
+        kept = kept_work(out)
+        return said + (f"; the same command goes on from {kept}" if kept else "")
 
     try:
         with _interruptible(stopped):

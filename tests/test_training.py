@@ -629,14 +629,17 @@ def example_datasets(root: Path) -> tuple[Path, Path]:
 
 def test_a_stopped_training_run_goes_on_where_it_stopped_and_ends_with_the_model_of_an_unstopped_one(tmp_path):
     """Training takes about two hours on two cores: a Ctrl-C, a crash or a full disk must not cost what was
-    done. Run again, the same command restores the models it finished and trains the rest. Twelve photos
-    also show that datasets smaller than a batch train (they hung before)."""
-    from training.train import CHECKPOINT_DIR
+    done. Run again, the same command restores the models it finished, goes on with the one it was training
+    from its last finished epoch (stage 2: minutes an epoch), and trains the rest. Twelve photos also show that
+    datasets smaller than a batch train (they hung before)."""
+    import re
+
+    from training.train import CHECKPOINT_DIR, PARTIAL
 
     happy, gender = example_datasets(tmp_path / "data")
     env = {**os.environ, "HOME": str(tmp_path), "COLUMNS": "1000"}  # the crop cache in the test's home
     args = ["train", "--happy", happy, "--gender", gender, "--detector", "auto", "--teachers", "2", "--students", "1"]
-    args += ["--emotion-epochs", "150", "--transfer-epochs", "2"]
+    args += ["--emotion-epochs", "150", "--transfer-epochs", "30"]
     whole = run_cli(*args, "--out", tmp_path / "whole", env=env, timeout=600)
     assert whole.returncode == 0, whole.stderr[-2000:]
     assert not (tmp_path / "whole" / CHECKPOINT_DIR).exists()  # kept only until the model is written
@@ -650,14 +653,27 @@ def test_a_stopped_training_run_goes_on_where_it_stopped_and_ends_with_the_model
     assert "the same command goes on from the 1 model it finished" in " ".join(err.split()), err[-2000:]
     assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT_DIR]  # no model written
 
+    # Run again, and stopped again, in stage 2 once it has kept an epoch.
+    partial = out / CHECKPOINT_DIR / f"stage2-r1-s1{PARTIAL}"
+    proc = interrupt_once_started(cmd, partial.exists, wait=300, env=env)
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 130, said[-2000:]
+    assert "1 model already trained" in said and "emotion model 1/2 restored from the stopped run" in said
+    assert "stage 1: emotion model 2/2 on 12 happy/sad images" in said  # the one it was training is trained
+    stopped_at = re.search(r"goes on from the 2 models it finished and epoch (\d+) of the model it was training", said)
+    assert stopped_at, said[-2000:]
+    epochs = int(stopped_at[1])
+    assert 1 <= epochs < 30
+
     resumed = run_cli(*args, "--out", out, env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     said = " ".join(resumed.stderr.split())
-    assert "1 model already trained" in said and "emotion model 1/2 restored from the stopped run" in said
-    assert "stage 1: emotion model 2/2 on 12 happy/sad images" in said  # the one it was training is trained
+    assert "2 models already trained" in said
+    assert f"goes on where the stopped run left it, {epochs} of 30 epochs done" in said
     card = json.loads((out / "model.json").read_text())
-    assert card["training"]["resumed_with"] == ["stage1-1"]
-    assert "Resumed after a stop: 1 model restored from the stopped run" in (out / "MODEL_CARD.md").read_text()
+    assert card["training"]["resumed_with"] == ["stage1-1", "stage1-2", f"stage2-r1-s1 (epochs 1-{epochs})"]
+    page = " ".join((out / "MODEL_CARD.md").read_text().split())
+    assert f"Resumed after a stop: 2 models restored and stage2-r1-s1 continued after {epochs} of its epochs" in page
     assert '"resumed_with": [' in run_cli("info", "--model", out).stdout
     assert not (out / CHECKPOINT_DIR).exists()
     # The model is the unstopped run's: the same curves, the same report on the photos.
@@ -739,6 +755,33 @@ def test_a_checkpoint_of_other_data_or_settings_is_replaced_and_a_damaged_one_re
     assert again.load("stage2-r1-s1", other, kept) and kept == history and again.restored == {"stage2-r1-s1": 12.5}
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), other.get_weights()))
     assert not again.load("stage2-r1-s2", other, kept)  # not finished: trained
+    # A model stopped part-way: its weights, its optimizer and the state of its random draws come back as they
+    # were after its last finished epoch.
+    import tensorflow as tf
+
+    from training.train import PARTIAL, kept_work
+
+    def optimizer(m):
+        opt = keras.optimizers.Adam()
+        opt.build(m.trainable_variables)
+        return opt
+
+    opt, state = optimizer(model), tf.Variable([7, 3], dtype=tf.int64)
+    opt.iterations.assign(12)
+    again.save_partial("stage2-r1-s2", model, opt, [state], [{"epoch": 1}, {"epoch": 2}], 30.0)
+    assert kept_work(tmp_path) == "the 1 model it finished and epoch 2 of the model it was training"
+    fresh = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    fresh_opt, fresh_state = optimizer(fresh), tf.Variable([0, 0], dtype=tf.int64)
+    third = Checkpoint(tmp_path, "run a", report)
+    assert third.load_partial("stage2-r1-s2", fresh, fresh_opt, [fresh_state]) == ([{"epoch": 1}, {"epoch": 2}], 30.0)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), fresh.get_weights()))
+    assert int(fresh_opt.iterations) == 12 and list(fresh_state.numpy()) == [7, 3]
+    assert third.restored == {"stage2-r1-s2 (epochs 1-2)": 30.0}
+    assert third.load_partial("stage2-r1-s2", fresh, fresh_opt, []) is None  # not this model's: trained anew
+    third.save("stage2-r1-s2", fresh, {"transfer": []}, 45.0)  # finished: the part-way copy goes
+    assert not (tmp_path / CHECKPOINT_DIR / f"stage2-r1-s2{PARTIAL}").exists()
+    assert kept_work(tmp_path) == "the 2 models it finished"
+    (tmp_path / CHECKPOINT_DIR / "stage2-r1-s2.npz").unlink()
 
     (tmp_path / CHECKPOINT_DIR / "stage2-r1-s1.npz").write_bytes(b"PK\x03\x04 cut short by a full disk")
     assert not Checkpoint(tmp_path, "run a", report).load("stage2-r1-s1", other, kept)

@@ -148,13 +148,7 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
     lines += [
         "",
         f"Training: {t['seconds'] / 60:.1f} minutes, peak memory {t['peak_memory_mb']:.0f} MB on {t['machine']}."
-        + (
-            f" Resumed after a stop: {len(t['resumed_with'])} model{'s' * (len(t['resumed_with']) > 1)} restored "
-            "from the stopped run (their "
-            "training time counted, the peak memory this run's)."
-            if t.get("resumed_with")
-            else ""
-        ),
+        + (f" Resumed after a stop: {_resumed(t['resumed_with'])}." if t.get("resumed_with") else ""),
         *(["", reproduce_line(t["reproduce"])] if t.get("reproduce") else []),
         "",
         "## Confusion matrices",
@@ -164,3 +158,13 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
         lines += [f"### {title}", "", f"![{title}]({name})", ""]
     lines += ["## Training curves", "", "![training curves](curves.png)", ""]
     (out / "MODEL_CARD.md").write_text("\n".join(lines))
+
+
+def _resumed(names: list[str]) -> str:
+    """The card's `resumed_with` in words: the models restored from a stopped run, and a model it had trained
+    part-way ("stage2-r1-s1 (epochs 1-12)")."""
+    whole = [n for n in names if "(" not in n]
+    part = [n for n in names if "(" in n]
+    said = [f"{len(whole)} model{'s' * (len(whole) > 1)} restored"] if whole else []
+    said += [f"{n.split(' (')[0]} continued after {n.split('-')[-1].rstrip(')')} of its epochs" for n in part]
+    return " and ".join(said) + " from the stopped run (their training time counted, the peak memory this run's)"

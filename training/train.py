@@ -49,11 +49,11 @@ from training.data import (
 from training.measure import accuracy
 
 
-def _mixup(tf, x, y, largest: float):
+def _mixup(tf, x, y, largest: float, gen):
     """Mixup, against overfitting the 600 happy/sad faces: each uint8 face blended with another of the batch,
-    weight up to `largest`, its label alike."""
-    lam = tf.random.uniform((tf.shape(x)[0],), 0.0, largest)
-    perm = tf.random.shuffle(tf.range(tf.shape(x)[0]))
+    weight up to `largest`, its label alike; drawn from `gen` (a tf.random.Generator)."""
+    lam = gen.uniform((tf.shape(x)[0],), 0.0, largest)
+    perm = tf.argsort(gen.uniform((tf.shape(x)[0],)))
     xf = tf.cast(x, tf.float32)
     xf = (1 - lam[:, None, None, None]) * xf + lam[:, None, None, None] * tf.gather(xf, perm)
     return tf.cast(xf, tf.uint8), (1 - lam) * y + lam * tf.gather(y, perm)
@@ -95,6 +95,7 @@ class TrainConfig:
 
 
 CHECKPOINT_DIR = ".facesort-checkpoint"  # in --out: the models a stopped run finished (Checkpoint)
+PARTIAL = ".partial"  # a stage-2 model stopped part-way, beside the finished ones (Checkpoint.save_partial)
 
 GENDER_RULE = (
     "offset in -2..2 (steps of 0.25) with the best balanced accuracy (mean of women's and men's recall) on "
@@ -121,8 +122,11 @@ def import_tensorflow():
     return tf, keras
 
 
-def _augment_fn(tf, size: int):
-    """Label-preserving augmentation of a uint8 batch: crop jitter, flip, rotation, colour, grayscale."""
+def _augment_fn(tf, size: int, gen):
+    """Label-preserving augmentation of a uint8 batch: crop jitter, flip, rotation, colour, grayscale. Its
+    draws come from `gen` (a tf.random.Generator) and the rotation layer's seed generator, whose states are
+    variables (returned with it): saved and restored, a model stopped part-way goes on with the draws it would
+    have made."""
     import keras
 
     rotate = keras.layers.RandomRotation(0.04, fill_mode="reflect")  # about +-15 degrees
@@ -131,24 +135,24 @@ def _augment_fn(tf, size: int):
         n = tf.shape(x)[0]
         x = tf.cast(x, tf.float32)
         # Random zoom-in of 0-15% and shift, so crops from a looser or tighter detection look alike.
-        s = tf.random.uniform((n, 1), 0.85, 1.0)
-        off = tf.random.uniform((n, 2), 0.0, 1.0) * (1.0 - s)
+        s = gen.uniform((n, 1), 0.85, 1.0)
+        off = gen.uniform((n, 2), 0.0, 1.0) * (1.0 - s)
         boxes = tf.concat([off, off + s], axis=1)
         x = tf.image.crop_and_resize(x, boxes, tf.range(n), (size, size))
         # Low resolution: small faces (Happy House's are about 30 pixels) are upscaled blurs at inference.
-        r = tf.random.uniform((), 16, 48, dtype=tf.int32)
+        r = gen.uniform((), 16, 48, dtype=tf.int32)
         low = tf.image.resize(tf.image.resize(x, (r, r), method="area"), (size, size), method="bilinear")
-        x = tf.where(tf.random.uniform((n, 1, 1, 1)) < 0.3, low, x)
-        x = tf.image.random_flip_left_right(x)
+        x = tf.where(gen.uniform((n, 1, 1, 1)) < 0.3, low, x)
+        x = tf.image.stateless_random_flip_left_right(x, gen.make_seeds(1)[:, 0])
         x = rotate(x, training=True)
-        x = tf.image.random_brightness(x, 40.0)
-        x = tf.image.random_contrast(x, 0.7, 1.3)
-        x = tf.image.random_saturation(x, 0.6, 1.4)
+        x = tf.image.stateless_random_brightness(x, 40.0, gen.make_seeds(1)[:, 0])
+        x = tf.image.stateless_random_contrast(x, 0.7, 1.3, gen.make_seeds(1)[:, 0])
+        x = tf.image.stateless_random_saturation(x, 0.6, 1.4, gen.make_seeds(1)[:, 0])
         gray = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x))
-        x = tf.where(tf.random.uniform((n, 1, 1, 1)) < 0.1, gray, x)
+        x = tf.where(gen.uniform((n, 1, 1, 1)) < 0.1, gray, x)
         return tf.cast(tf.clip_by_value(x, 0.0, 255.0), tf.uint8)
 
-    return augment
+    return augment, [gen.state, rotate.generator.state]
 
 
 def _batches(n: int, batch: int, rng: np.random.Generator):
@@ -184,14 +188,27 @@ def _predict(model, x: np.ndarray, batch: int = 512, graph=None) -> np.ndarray:
     return np.concatenate([np.asarray(o).reshape(-1) for o in out])
 
 
-def _model_stream(seed: int, key: tuple[int, ...]):
-    """One model's own random draws: Keras, TensorFlow and Python seeded with `seed`, and a numpy generator
-    and an augmentation function of its own (stateful random ops keep their state per traced function).
-    Each stage-1 and stage-2 model is thereby the same whether its run trained the models before it or
-    restored them from a checkpoint (Checkpoint), and whatever the threads that feed it drew ahead."""
+@dataclass
+class _Stream:
+    """One model's random draws (_model_stream)."""
+
+    rng: np.random.Generator  # its batches
+    gen: object  # tf.random.Generator: its augmentation and mixup
+    augment: object  # its augmentation function
+    states: list  # the variables holding the state of its TensorFlow draws
+
+
+def _model_stream(seed: int, key: tuple[int, ...]) -> _Stream:
+    """One model's own random draws: Keras, TensorFlow and Python seeded with `seed`, and a numpy generator,
+    a TensorFlow generator and an augmentation function of its own. Each stage-1 and stage-2 model is thereby
+    the same whether its run trained the models before it or restored them from a checkpoint (Checkpoint),
+    and whatever the threads that feed it drew ahead; and a stage-2 model stopped part-way goes on with the
+    draws it would have made (the states saved with it, its batches drawn again up to where it stopped)."""
     tf, keras = import_tensorflow()
     keras.utils.set_random_seed(seed)
-    return np.random.default_rng(key), tf.function(_augment_fn(tf, INPUT_SIZE))
+    gen = tf.random.Generator.from_seed(seed)
+    augment, states = _augment_fn(tf, INPUT_SIZE, gen)
+    return _Stream(np.random.default_rng(key), gen, tf.function(augment), states)
 
 
 class Checkpoint:
@@ -238,11 +255,43 @@ class Checkpoint:
 
     def save(self, name: str, model, history: dict, seconds: float) -> None:
         """Keep `model`'s weights as `name`, with its history entries and the seconds it took to train."""
-        tmp = self.dir / f".{name}.npz.tmp"
         weights = {f"w{i}": w for i, w in enumerate(model.get_weights())}
-        with open(tmp, "wb") as f:
-            np.savez(f, **weights, history=np.array(json.dumps(history)), seconds=np.array(seconds))
-        os.replace(tmp, self.dir / f"{name}.npz")
+        _savez(self.dir / f"{name}.npz", **weights, history=np.array(json.dumps(history)), seconds=np.array(seconds))
+        (self.dir / f"{name}{PARTIAL}").unlink(missing_ok=True)
+
+    def save_partial(self, name: str, model, optimizer, states: list, history: list, seconds: float) -> None:
+        """Keep model `name` part-way, after len(`history`) epochs: its weights, its optimizer's variables and
+        the `states` of its random draws, with its history and the seconds it has taken."""
+        arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+        arrays |= {f"o{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)}
+        arrays |= {f"r{i}": np.asarray(v) for i, v in enumerate(states)}
+        arrays |= {"history": np.array(json.dumps(history)), "seconds": np.array(seconds)}
+        _savez(self.dir / f"{name}{PARTIAL}", **arrays)
+
+    def load_partial(self, name: str, model, optimizer, states: list) -> tuple[list, float] | None:
+        """Give `model`, `optimizer` (built) and `states` what save_partial kept as `name`: (its history, its
+        seconds so far); None where nothing was kept or it cannot be used (the model is trained from its start)."""
+        try:
+            with np.load(self.dir / f"{name}{PARTIAL}") as saved:
+                parts = {k: [saved[f"{k}{i}"] for i in range(sum(f[0] == k for f in saved.files))] for k in "wor"}
+                history, seconds = json.loads(str(saved["history"])), float(saved["seconds"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+        if [len(parts[k]) for k in "wor"] != [len(model.weights), len(optimizer.variables), len(states)]:
+            return None
+        model.set_weights(parts["w"])
+        for variable, value in zip([*optimizer.variables, *states], [*parts["o"], *parts["r"]]):
+            variable.assign(value)
+        self.restored[f"{name} (epochs 1-{len(history)})"] = seconds
+        return history, seconds
+
+
+def _savez(path: Path, **arrays) -> None:
+    """np.savez to `path`, written whole or not at all."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -259,6 +308,20 @@ def _kept_models(folder: Path) -> list[str]:
 def checkpointed(out: str | os.PathLike) -> int:
     """How many finished models a stopped run left in `out` (0 where none)."""
     return len(_kept_models(Path(out) / CHECKPOINT_DIR))
+
+
+def kept_work(out: str | os.PathLike) -> str:
+    """What a stopped run left in `out` to go on from, in words ("" where nothing): its finished models, and
+    the epochs of the model it was training."""
+    said = [f"the {n} model{'s' * (n > 1)} it finished"] if (n := checkpointed(out)) else []
+    for path in sorted((Path(out) / CHECKPOINT_DIR).glob(f"*{PARTIAL}")):
+        try:
+            with np.load(path) as saved:
+                epochs = len(json.loads(str(saved["history"])))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            continue
+        said.append(f"epoch {epochs} of the model it was training")
+    return " and ".join(said)
 
 
 def _fingerprint(cfg: TrainConfig, arrays) -> str:
@@ -292,7 +355,7 @@ def train_emotion_models(cfg: TrainConfig, hx, hy, report=None, history=None, gr
     steps_per_epoch = len(hx) // batch
     for k in range(cfg.teachers):
         started = time.time()
-        rng, augment = _model_stream(cfg.seed + k, (cfg.seed, 1, k))
+        stream = _model_stream(cfg.seed + k, (cfg.seed, 1, k))
         emotion = build_emotion_model(INPUT_SIZE, cfg.width, rows=cfg.emotion_rows)
         teachers.append(emotion)
         name = f"stage1-{k + 1}"
@@ -308,7 +371,7 @@ def train_emotion_models(cfg: TrainConfig, hx, hy, report=None, history=None, gr
         opt = keras.optimizers.Adam(schedule)
 
         @tf.function
-        def step_emotion(x, y, *group, emotion=emotion, opt=opt, augment=augment):
+        def step_emotion(x, y, *group, emotion=emotion, opt=opt, augment=stream.augment, gen=stream.gen):
             if group:  # weights from the labels before mixup blends them
                 cell = tf.cast(group[0], tf.int32) * 2 + tf.cast(y >= 0.5, tf.int32)
                 counts = tf.math.unsorted_segment_sum(tf.ones_like(y), cell, 4)
@@ -316,7 +379,7 @@ def train_emotion_models(cfg: TrainConfig, hx, hy, report=None, history=None, gr
                 weight = tf.gather(1.0 / tf.maximum(counts, 1.0), cell) / present
             x = augment(x)
             if cfg.mixup:
-                x, y = _mixup(tf, x, y, cfg.mixup)
+                x, y = _mixup(tf, x, y, cfg.mixup, gen)
             with tf.GradientTape() as tape:
                 p = tf.reshape(emotion(x, training=True), (-1,))
                 if group:
@@ -328,7 +391,7 @@ def train_emotion_models(cfg: TrainConfig, hx, hy, report=None, history=None, gr
             hit = tf.equal(tf.cast(p >= 0.5, tf.float32), tf.cast(y >= 0.5, tf.float32))
             return loss, tf.reduce_mean(tf.cast(hit, tf.float32))
 
-        it = _batches(len(hx), batch, rng)
+        it = _batches(len(hx), batch, stream.rng)
         for epoch in range(cfg.emotion_epochs):
             losses, accs = [], []
             for _ in range(steps_per_epoch):
@@ -539,7 +602,8 @@ def train(cfg: TrainConfig, report=print) -> dict:
         """One stage-2 run: a unified model from stage-1 model `student`'s weights (the study's transfer),
         emotion on the gender images taught by `soft`."""
         started = time.time()
-        rng, augment = _model_stream(cfg.seed + 1000 * round_ + student, (cfg.seed, 2, round_, student))
+        stream = _model_stream(cfg.seed + 1000 * round_ + student, (cfg.seed, 2, round_, student))
+        augment = stream.augment
         emotion = build_emotion_model(size, cfg.width, rows=cfg.emotion_rows)
         emotion.set_weights(stage1_weights[student % len(stage1_weights)])
         unified = build_unified_model(emotion, name=f"facesort_r{round_}_s{student + 1}")
@@ -552,6 +616,21 @@ def train(cfg: TrainConfig, report=print) -> dict:
         steps_per_epoch = len(gx) // n_g
         schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.transfer_epochs * steps_per_epoch)
         opt2 = keras.optimizers.Adam(schedule)
+        opt2.build(unified.trainable_variables)
+        # Everything that changes from one epoch to the next beside the weights and the optimizer: kept after
+        # each epoch, so that a stopped run goes on from the last one it finished (each takes minutes).
+        states = stream.states + [
+            layer.seed_generator.state for layer in unified.layers if isinstance(layer, keras.layers.Dropout)
+        ]
+        before = 0.0  # seconds the epochs restored from a stopped run took
+        if kept := checkpoint.load_partial(name, unified, opt2, states):
+            own, before = kept
+            report(
+                "info",
+                f"stage 2: model {student + 1} of round {round_} goes on where the stopped run left it, "
+                f"{len(own)} of {cfg.transfer_epochs} epochs done",
+            )
+        first_epoch = len(own)
 
         ramp = tf.Variable(0.0, trainable=False)  # 0 -> cfg.self_training over the stage
 
@@ -560,7 +639,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
             x = augment(tf.concat([xg, xh], axis=0))
             if cfg.transfer_mixup:
                 # Stage 1's mixup on the happy/sad rows only: the 600 labelled faces are seen ~450 times each.
-                xh_mixed, yh = _mixup(tf, x[n_g:], yh, cfg.transfer_mixup)
+                xh_mixed, yh = _mixup(tf, x[n_g:], yh, cfg.transfer_mixup, stream.gen)
                 x = tf.concat([x[:n_g], xh_mixed], axis=0)
             # The clean view's confident emotion predictions become targets for the augmented view
             # (FixMatch-style self-training), so the 24k unlabelled gender faces teach emotion too.
@@ -595,7 +674,9 @@ def train(cfg: TrainConfig, report=print) -> dict:
         finished = threading.Event()
 
         def feed():
-            gi, hi = _batches(len(gx), n_g, rng), _batches(len(hx), n_h, rng)
+            gi, hi = _batches(len(gx), n_g, stream.rng), _batches(len(hx), n_h, stream.rng)
+            for _ in range(first_epoch * steps_per_epoch):  # the batches of the epochs restored: drawn, not read
+                next(gi), next(hi)
             while not finished.is_set():
                 i, j = next(gi), next(hi)
                 yield np.asarray(gx[i]), gy[i].astype(np.float32), soft[i], hx[j], hy[j]
@@ -606,7 +687,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         # outputs within 1.6e-6 and the same accuracy.
         graph = _graph_of(unified)
         report("stage", f"stage 2: transfer on {len(gx)} gender + {len(hx)} happy/sad images")
-        for epoch in range(cfg.transfer_epochs):
+        for epoch in range(first_epoch, cfg.transfer_epochs):
             ramp.assign(cfg.self_training * min(1.0, epoch / max(1, cfg.transfer_epochs // 2)))
             sums = np.zeros(4)
             for _ in range(steps_per_epoch):
@@ -630,10 +711,12 @@ def train(cfg: TrainConfig, report=print) -> dict:
                 + (f" s{student + 1}" if cfg.students > 1 else "")
             )
             report("epoch", f"{bar} {epoch + 1}/{cfg.transfer_epochs}", loss=lg + ld + lh, acc=ag, val=val)
+            if epoch + 1 < cfg.transfer_epochs:
+                checkpoint.save_partial(name, unified, opt2, states, own, before + time.time() - started)
         finished.set()
         next(batches, None)  # frees the feeding thread, blocked on a full queue, to see it is finished
         history["transfer"].extend(own)
-        checkpoint.save(name, unified, {"transfer": own}, time.time() - started)
+        checkpoint.save(name, unified, {"transfer": own}, before + time.time() - started)
         return unified
 
     # Several students from different stage-1 models, averaged: the spread between training runs
