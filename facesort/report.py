@@ -83,10 +83,27 @@ def csv_reader(stream: IO[str]) -> csv.DictReader:
     return csv.DictReader(stream, delimiter=max(",;\t", key=header.count))
 
 
+def spreadsheet_path(path: str) -> str:
+    """`path` as a CSV report names it or, where no such file exists, the one a spreadsheet meant. Excel reads
+    a UTF-8 file without a byte-order mark as Windows-1252, and saves it as that ("CSV (Comma delimited)": the
+    folder Köln/, read right, comes back as bytes that are not UTF-8) or as UTF-8 of what it read ("CSV
+    UTF-8": Köln/ comes back as KÃ¶ln/). The first of the name and those two readings of it that exists."""
+    if os.path.lexists(path):
+        return path
+    for recode in (lambda p: os.fsencode(p).decode("cp1252"), lambda p: p.encode("cp1252").decode("utf-8")):
+        try:
+            meant = recode(path)
+        except (UnicodeError, ValueError):
+            continue
+        if os.path.lexists(meant):
+            return meant
+    return path
+
+
 def read_report(stream: IO[str]) -> list[dict]:
     """The rows of a report ReportWriter wrote, CSV or JSON Lines, told apart by content (a JSON Lines report
-    starts with "{"), also as a spreadsheet saved it (csv_reader; decimal commas read as points). ValueError
-    with one sentence where a JSON line cannot be read."""
+    starts with "{"), also as a spreadsheet saved it (csv_reader; decimal commas read as points, paths as
+    spreadsheet_path finds them). ValueError with one sentence where a JSON line cannot be read."""
     jsonl = stream.read(4096).lstrip().startswith("{")
     stream.seek(0)
     if not jsonl:
@@ -97,6 +114,9 @@ def read_report(stream: IO[str]) -> list[dict]:
                 for key in DECIMALS:
                     if _DECIMAL_COMMA.fullmatch(row.get(key) or ""):
                         row[key] = row[key].replace(",", ".")
+        for row in rows:
+            if row.get("path"):
+                row["path"] = spreadsheet_path(row["path"])
         return rows
     rows = []
     for n, line in enumerate(stream, 1):

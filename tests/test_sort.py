@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import shutil
 import signal
@@ -659,6 +660,29 @@ def test_sort_from_a_report_places_photos_by_its_labels_as_edited_without_a_mode
     assert snapshot(photos) == before
     assert {p.name: p.parent.name for p in placed(into)} == classes
     assert {Path(r["source"]).name: r["label"] for r in sort_report(into)} == classes
+
+
+def test_sort_from_a_report_that_excel_saved_in_its_own_encoding_finds_photos_in_folders_with_accents(photos, tmp_path):
+    """Excel reads a UTF-8 CSV without a byte-order mark as Windows-1252 and saves it in that encoding ("CSV
+    (Comma delimited)") or as UTF-8 of what it read ("CSV UTF-8"): a folder named Köln then comes back as
+    bytes that are not UTF-8, or as KÃ¶ln. Both still name the photos."""
+    folder = tmp_path / "Köln"
+    photos.rename(folder)
+    report = tmp_path / "report.csv"
+    assert run_cli("classify", folder, "--out", report, "-q").returncode == 0
+    text = report.read_text(encoding="utf-8")
+    expected = {Path(r["path"]).name: r["label"] for r in csv.DictReader(io.StringIO(text)) if r["status"] == "ok"}
+    saved = {
+        "read right, saved as Windows-1252": text.encode("cp1252"),
+        "read as Windows-1252, saved as CSV UTF-8": "\ufeff".encode() + text.encode("utf-8").decode("cp1252").encode(),
+    }
+    for how, data in saved.items():
+        report.write_bytes(data)
+        into = tmp_path / how
+        proc = run_cli("sort", "--from-report", report, "--into", into)
+        assert proc.returncode == 0, (how, proc.stderr)
+        assert {p.name: p.parent.name for p in placed(into)} == expected, how
+        assert {Path(r["source"]).parent for r in sort_report(into)} == {folder}, how
 
 
 def test_sort_from_a_report_with_multi_all_places_a_photo_in_each_of_its_faces_classes(photos, tmp_path):
