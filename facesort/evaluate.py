@@ -18,7 +18,7 @@ import numpy as np
 from facesort.images import iter_image_files
 from facesort.model import CLASSES
 from facesort.pipeline import ERROR, OK, classify_paths, group_by_image, image_label
-from facesort.report import csv_reader
+from facesort.report import csv_reader, spreadsheet_path
 
 NO_FACE = "NoFace"
 PREDICTED = (*CLASSES, NO_FACE)
@@ -102,7 +102,7 @@ def labelled_files(folder: str | Path, labels: str | Path | None = None) -> list
                             "sad and male or female"
                         )
                     cls = emotion + gender
-                path = folder / name
+                path = Path(spreadsheet_path(str(folder / name)))  # as Excel may have saved the name
                 if path in seen:
                     raise ValueError(f"{labels}, line {line}: {name} is labelled twice")
                 seen.add(path)

@@ -155,6 +155,15 @@ def test_evaluate_labels_file_columns_may_be_named_otherwise_or_split_in_emotion
     assert labelled_files(EXAMPLES, tmp_path / "labels.csv") == expected
 
 
+def test_a_labels_file_excel_saved_in_windows_1252_names_photos_with_accents(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    source = sorted(EXAMPLES.glob("*.jpg"))[0]
+    shutil.copy(source, photos / "Müller.jpg")
+    (tmp_path / "labels.csv").write_bytes("file;class\r\nMüller.jpg;HappyMale\r\n".encode("cp1252"))
+    assert labelled_files(photos, tmp_path / "labels.csv") == [(photos / "Müller.jpg", "HappyMale")]
+
+
 def test_evaluate_counts_an_unreadable_labelled_photo_as_no_face_and_says_so(tmp_path):
     name = sorted(p.name for p in EXAMPLES.glob("*.jpg"))[0]
     (tmp_path / "broken.jpg").write_bytes(b"not a photo")
