@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -163,8 +164,8 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
 def _resumed(names: list[str]) -> str:
     """The card's `resumed_with` in words: the models restored from a stopped run, and a model it had trained
     part-way ("stage2-r1-s1 (epochs 1-12)")."""
-    whole = [n for n in names if "(" not in n]
-    part = [n for n in names if "(" in n]
-    said = [f"{len(whole)} model{'s' * (len(whole) > 1)} restored"] if whole else []
-    said += [f"{n.split(' (')[0]} continued after {n.split('-')[-1].rstrip(')')} of its epochs" for n in part]
+    part = [m for n in names if (m := re.fullmatch(r"(.+) \(epochs 1-(\d+)\)", n))]
+    whole = len(names) - len(part)
+    said = [f"{whole} model{'s' * (whole > 1)} restored"] if whole else []
+    said += [f"{m[1]} continued after {m[2]} of its epochs" for m in part]
     return " and ".join(said) + " from the stopped run (their training time counted, the peak memory this run's)"
