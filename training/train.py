@@ -96,6 +96,8 @@ class TrainConfig:
 
 CHECKPOINT_DIR = ".facesort-checkpoint"  # in --out: the models a stopped run finished (Checkpoint)
 PARTIAL = ".partial"  # a stage-2 model stopped part-way, beside the finished ones (Checkpoint.save_partial)
+# What reading a kept model can raise: none there, or a file cut short or damaged (it is trained again).
+_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 GENDER_RULE = (
     "offset in -2..2 (steps of 0.25) with the best balanced accuracy (mean of women's and men's recall) on "
@@ -245,7 +247,7 @@ class Checkpoint:
             with np.load(self.dir / f"{name}.npz") as saved:
                 weights = [saved[f"w{i}"] for i in range(len(saved.files) - 2)]
                 kept, seconds = json.loads(str(saved["history"])), float(saved["seconds"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # none, or damaged: trained again
+        except _UNREADABLE:  # none, or damaged: trained again
             return False
         model.set_weights(weights)
         for key, values in kept.items():
@@ -275,7 +277,7 @@ class Checkpoint:
             with np.load(self.dir / f"{name}{PARTIAL}") as saved:
                 parts = {k: [saved[f"{k}{i}"] for i in range(sum(f[0] == k for f in saved.files))] for k in "wor"}
                 history, seconds = json.loads(str(saved["history"])), float(saved["seconds"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        except _UNREADABLE:
             return None
         if [len(parts[k]) for k in "wor"] != [len(model.weights), len(optimizer.variables), len(states)]:
             return None
@@ -318,7 +320,7 @@ def kept_work(out: str | os.PathLike) -> str:
         try:
             with np.load(path) as saved:
                 epochs = len(json.loads(str(saved["history"])))
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        except _UNREADABLE:
             continue
         said.append(f"epoch {epochs} of the model it was training")
     return " and ".join(said)
