@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -46,30 +46,30 @@ def _options(
     pass
 
 
-class Detector(str, Enum):
+class Detector(StrEnum):
     auto = "auto"
     blazeface = "blazeface"
     haar = "haar"
     none = "none"
 
 
-class TrainDetector(str, Enum):
+class TrainDetector(StrEnum):
     auto = "auto"
     haar = "haar"
 
 
-class Device(str, Enum):
+class Device(StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     csv = "csv"
     jsonl = "jsonl"
 
 
-class Multi(str, Enum):
+class Multi(StrEnum):
     largest = "largest"
     all = "all"
 
@@ -1122,10 +1122,22 @@ def train(
     """Train the four-class model on your two datasets and write MODEL_DIR (ONNX + model card). Stopped, the
     same command goes on from the models and epochs it finished."""
     try:
-        from training.train import TrainConfig, kept_work
+        from training.train import TrainConfig, import_tensorflow, kept_work
         from training.train import train as run_training
+
+        # All of the train extra, before any work: tf2onnx and matplotlib are otherwise first imported at the
+        # end of a run (the export, the card's plots), which would lose the whole training to a traceback.
+        import_tensorflow()
+        import h5py  # noqa: F401
+        import matplotlib  # noqa: F401
+        import onnx  # noqa: F401
+        import tf2onnx  # noqa: F401
     except ImportError as e:
-        fail(f"training needs the train extra: pip install 'facesort[train]' ({e})")
+        missing = f"{e.name.split('.')[0]} is not installed" if e.name else str(e)
+        fail(
+            f"training needs the train extra, and {missing}: pip install 'facesort[train]' "
+            "(TensorFlow 2.21 runs on Python 3.11 to 3.13)"
+        )
     from training.data import DataError
 
     cfg = TrainConfig(

@@ -279,6 +279,27 @@ def test_a_folder_without_images_gets_a_warning_not_silence(tmp_path):
     assert "no image files found" in proc.stderr
 
 
+@pytest.mark.parametrize("absent", ["tensorflow", "tf2onnx", "matplotlib"])
+def test_train_without_the_train_extra_says_how_to_get_it_before_any_work(tmp_path, absent):
+    # Installed as the README's first command installs it, without the train extra. tf2onnx and matplotlib
+    # are first needed at the end of a run (the export, the card's plots): missing, they would lose it whole.
+    code = (
+        f"import sys; sys.modules[{absent!r}] = None; sys.argv[0] = 'facesort'; from facesort.cli import main; main()"
+    )
+    out = tmp_path / "model"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "train", "--happy", tmp_path / "h.h5", "--gender", tmp_path, "--out", out],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert "training needs the train extra" in said and "pip install 'facesort[train]'" in said, said
+    assert absent in said or "keras" in said, said  # keras comes first where it is absent too
+    assert not out.exists()
+
+
 def test_exit_codes(photos, tmp_path):
     proc = run_cli("classify", photos, "--model", tmp_path / "nomodel")
     assert proc.returncode == 1 and f"no model folder {tmp_path / 'nomodel'}" in proc.stderr
