@@ -334,6 +334,18 @@ def test_held_out_images_that_are_training_images_too_are_said_before_any_work(t
     ]
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's own count to compare")
+def test_peak_memory_is_in_megabytes():
+    from training.train import peak_memory_mb
+
+    ballast = np.ones(200 * 2**20, np.uint8)  # 200 MB touched: the peak is at least that
+    status = Path("/proc/self/status").read_text()
+    hwm_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+    assert peak_memory_mb() == pytest.approx(hwm_kb / 1024, rel=0.05)
+    assert peak_memory_mb() > 200
+    del ballast
+
+
 def test_calibration_moves_the_threshold_to_where_both_classes_are_recalled():
     from training.calibrate import balanced_accuracy, choose_offset, logit
 

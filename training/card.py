@@ -148,7 +148,9 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
         ]
     lines += [
         "",
-        f"Training: {t['seconds'] / 60:.1f} minutes, peak memory {t['peak_memory_mb']:.0f} MB on {t['machine']}."
+        f"Training: {t['seconds'] / 60:.1f} minutes"
+        + (f", peak memory {t['peak_memory_mb']:.0f} MB" if t.get("peak_memory_mb") is not None else "")
+        + f" on {t['machine']}."
         + (f" Resumed after a stop: {_resumed(t['resumed_with'])}." if t.get("resumed_with") else ""),
         *(["", reproduce_line(t["reproduce"])] if t.get("reproduce") else []),
         "",

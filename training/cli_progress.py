@@ -59,6 +59,7 @@ class TrainingProgress:
                 table.add_row(escape(f"{task}: {name}"), f"{value:.2%}" if isinstance(value, float) else str(value))
         t = card["training"]
         table.add_row("training time", f"{t['seconds'] / 60:.1f} min")
-        table.add_row("peak memory", f"{t['peak_memory_mb']:.0f} MB")
+        if t.get("peak_memory_mb") is not None:
+            table.add_row("peak memory", f"{t['peak_memory_mb']:.0f} MB")
         table.add_row("ONNX size", f"{card['onnx_bytes'] / 1e6:.2f} MB")
         self.console.print(table)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import shlex
 import shutil
 import sys
@@ -104,6 +103,16 @@ GENDER_RULE = (
     "the gender validation images, nearest 0 among equals; the validation figure is therefore not independent "
     "of it: cross_fit is (offset chosen on half of each class, measured on the other half, both ways)"
 )
+
+
+def peak_memory_mb() -> float | None:
+    """This process's peak resident memory in MB; None where the OS does not say (Windows has no `resource`)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 def import_tensorflow():
@@ -767,7 +776,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
         export_onnx(unified, onnx_path, size)
         # A resumed run's time: this run's and the time its restored models took in the runs before.
         train_seconds = time.time() - started + sum(checkpoint.restored.values())
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_mb = peak_memory_mb()
 
         from training.card import write_markdown
         from training.measure import add_fourclass, held_out_figures
@@ -846,7 +855,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
                 + ("; happy/sad threshold set on held-out labelled files (calibration)" if calibration else "")
                 + ("; male/female threshold balanced on gender validation (gender_threshold)" if gender_cal else ""),
                 "seconds": round(train_seconds, 1),
-                "peak_memory_mb": round(peak_mb, 1),
+                "peak_memory_mb": None if peak_mb is None else round(peak_mb, 1),
                 **({"resumed_with": sorted(checkpoint.restored)} if checkpoint.restored else {}),
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
                 "happy_face_detected": det_happy,
