@@ -346,6 +346,21 @@ def test_peak_memory_is_in_megabytes():
     del ballast
 
 
+def test_training_progress_shows_the_time_left_when_epochs_take_minutes():
+    from training.cli_progress import TrainingProgress
+
+    progress = TrainingProgress()
+    clock = [0.0]
+    progress.progress.get_time = lambda: clock[0]
+    for epoch in range(1, 5):  # a stage-2 epoch of 100 s, as on two cores
+        clock[0] += 100.0
+        progress.report("epoch", f"transfer s1 {epoch}/34", loss=0.5, acc=0.9)
+        progress.report("epoch", f"stage 2, all 2 models {epoch}/68")
+    model, run = progress.progress.tasks
+    assert model.time_remaining == pytest.approx(30 * 100.0)
+    assert run.time_remaining == pytest.approx(64 * 100.0)
+
+
 def test_calibration_moves_the_threshold_to_where_both_classes_are_recalled():
     from training.calibrate import balanced_accuracy, choose_offset, logit
 

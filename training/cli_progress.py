@@ -14,6 +14,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+SPEED_WINDOW = 3600.0  # seconds of epochs the time left is estimated from
+
 
 class TrainingProgress:
     def __init__(self) -> None:
@@ -25,8 +27,11 @@ class TrainingProgress:
             TextColumn("{task.fields[metrics]}"),
             TimeElapsedColumn(),
             TextColumn("left"),
-            TimeRemainingColumn(),  # the stage's, from its epochs so far: stage 2 takes most of a run
+            TimeRemainingColumn(),  # the bar's, from its epochs so far: stage 2 takes most of a run
             console=self.console,
+            # rich estimates the speed from the updates of the last 30 s by default, and a stage-2 epoch takes
+            # 30-110 s on two cores: with one update in the window, the time left was never shown.
+            speed_estimate_period=SPEED_WINDOW,
         )
         self.tasks: dict[str, int] = {}
 

@@ -619,8 +619,18 @@ def train(cfg: TrainConfig, report=print) -> dict:
         emotion.set_weights(stage1_weights[student % len(stage1_weights)])
         unified = build_unified_model(emotion, name=f"facesort_r{round_}_s{student + 1}")
         name = f"stage2-r{round_}-s{student + 1}"
+
+        def all_models(epochs_done: int) -> None:
+            """A bar over every stage-2 model, whose time left is the run's, nearly: each has a bar of its own,
+            and the next one's appears only when it starts."""
+            models, before = cfg.rounds * cfg.students, (round_ - 1) * cfg.students + student
+            if models > 1:
+                epochs = cfg.transfer_epochs
+                report("epoch", f"stage 2, all {models} models {before * epochs + epochs_done}/{models * epochs}")
+
         if checkpoint.load(name, unified, history):
             report("info", f"stage 2: model {student + 1} of round {round_} restored from the stopped run")
+            all_models(cfg.transfer_epochs)
             return unified
         own: list[dict] = []
         n_g, n_h = min(cfg.batch_gender, len(gx)), min(cfg.batch_happy, len(hx))  # a small set is one batch
@@ -722,6 +732,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
                 + (f" s{student + 1}" if cfg.students > 1 else "")
             )
             report("epoch", f"{bar} {epoch + 1}/{cfg.transfer_epochs}", loss=lg + ld + lh, acc=ag, val=val)
+            all_models(epoch + 1)
             if epoch + 1 < cfg.transfer_epochs:
                 checkpoint.save_partial(name, unified, opt2, states, own, before + time.time() - started)
         finished.set()
