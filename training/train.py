@@ -621,12 +621,12 @@ def train(cfg: TrainConfig, report=print) -> dict:
         name = f"stage2-r{round_}-s{student + 1}"
 
         def all_models(epochs_done: int) -> None:
-            """A bar over every stage-2 model, whose time left is the run's, nearly: each has a bar of its own,
-            and the next one's appears only when it starts."""
-            models, before = cfg.rounds * cfg.students, (round_ - 1) * cfg.students + student
+            """The bar over all stage-2 models: its time left is nearly the run's (each model's own bar shows
+            only that model's, and the next model's bar appears when it starts)."""
+            models, models_before = cfg.rounds * cfg.students, (round_ - 1) * cfg.students + student
             if models > 1:
-                epochs = cfg.transfer_epochs
-                report("epoch", f"stage 2, all {models} models {before * epochs + epochs_done}/{models * epochs}")
+                epochs, done = cfg.transfer_epochs, models_before * cfg.transfer_epochs + epochs_done
+                report("epoch", f"stage 2, all {models} models {done}/{models * epochs}")
 
         if checkpoint.load(name, unified, history):
             report("info", f"stage 2: model {student + 1} of round {round_} restored from the stopped run")
