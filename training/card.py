@@ -163,10 +163,18 @@ def write_markdown(card: dict, out: Path, confusions: dict[str, dict]) -> None:
     (out / "MODEL_CARD.md").write_text("\n".join(lines))
 
 
+def part_way(name: str, epochs: int) -> str:
+    """How the card's `resumed_with` names a model that a stopped run had trained part-way (read by _resumed)."""
+    return f"{name} (epochs 1-{epochs})"
+
+
+_PART_WAY = re.compile(r"(.+) \(epochs 1-(\d+)\)")
+
+
 def _resumed(names: list[str]) -> str:
     """The card's `resumed_with` in words: the models restored from a stopped run, and a model it had trained
-    part-way ("stage2-r1-s1 (epochs 1-12)")."""
-    part = [m for n in names if (m := re.fullmatch(r"(.+) \(epochs 1-(\d+)\)", n))]
+    part-way ("stage2-r1-s1 (epochs 1-12)", part_way)."""
+    part = [m for n in names if (m := _PART_WAY.fullmatch(n))]
     whole = len(names) - len(part)
     said = [f"{whole} model{'s' * (whole > 1)} restored"] if whole else []
     said += [f"{m[1]} continued after {m[2]} of its epochs" for m in part]

@@ -25,6 +25,7 @@ import numpy as np
 
 from facesort.crop import CONVENTION, CROP_SCALE, INPUT_SIZE
 from facesort.model import CARD_FILE, CLASSES, MODEL_FILE
+from training.card import part_way
 from training.data import (
     CROP_CACHE,
     GENDER_CLASSES,
@@ -293,7 +294,7 @@ class Checkpoint:
         model.set_weights(parts["w"])
         for variable, value in zip([*optimizer.variables, *states], [*parts["o"], *parts["r"]]):
             variable.assign(value)
-        self.restored[f"{name} (epochs 1-{len(history)})"] = seconds
+        self.restored[part_way(name, len(history))] = seconds
         return history, seconds
 
 
