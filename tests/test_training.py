@@ -361,6 +361,17 @@ def test_training_progress_shows_the_time_left_when_epochs_take_minutes():
     assert run.time_remaining == pytest.approx(64 * 100.0)
 
 
+def test_a_small_happy_set_takes_as_many_stage1_steps_as_the_shipped_file():
+    from training.train import stage1_batches
+
+    # celeba_smile_train's 600 images: the shipped recipe's 18 batches of 32, unchanged.
+    assert stage1_batches(600, 32) == (32, 18)
+    # 150 images took 4 batches an epoch and learnt nothing (every test face "sad"); now 18, as the file.
+    assert stage1_batches(150, 32) == (32, 18)
+    assert stage1_batches(12, 32) == (12, 18)  # smaller than a batch: one batch of all, 18 times
+    assert stage1_batches(1200, 32) == (32, 37)  # a larger set: each image once an epoch, as before
+
+
 def test_calibration_moves_the_threshold_to_where_both_classes_are_recalled():
     from training.calibrate import balanced_accuracy, choose_offset, logit
 
