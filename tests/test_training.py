@@ -372,6 +372,24 @@ def test_a_small_happy_set_takes_as_many_stage1_steps_as_the_shipped_file():
     assert stage1_batches(1200, 32) == (32, 37)  # a larger set: each image once an epoch, as before
 
 
+def test_a_run_stopped_under_another_stage1_schedule_is_not_resumed(monkeypatch):
+    from training import train
+
+    cfg = train.TrainConfig(happy=["h.h5"], gender="g", out="o")
+    gender = [np.zeros((8, 4, 4, 3), np.uint8), np.zeros(8, np.int64)]
+
+    def fingerprint(n_happy):
+        return train._fingerprint(cfg, [np.zeros((n_happy, 4, 4, 3), np.uint8), np.zeros(n_happy), *gender])
+
+    small, whole = fingerprint(150), fingerprint(600)
+    # Stage 1 on 150 images took 4 batches an epoch before STAGE1_MIN_BATCHES, 18 after: the models a stopped
+    # run finished under one are not those this code trains, so its checkpoint must not be taken up.
+    monkeypatch.setattr(train, "STAGE1_MIN_BATCHES", 1)
+    assert fingerprint(150) != small
+    # The 600-image file trains 18 batches an epoch either way: its stopped run goes on.
+    assert fingerprint(600) == whole
+
+
 def test_calibration_moves_the_threshold_to_where_both_classes_are_recalled():
     from training.calibrate import balanced_accuracy, choose_offset, logit
 

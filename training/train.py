@@ -337,14 +337,18 @@ def kept_work(out: str | os.PathLike) -> str:
 
 
 def _fingerprint(cfg: TrainConfig, arrays) -> str:
-    """sha256 of what decides the trained models: the settings that act before export and the training crops
-    and labels themselves (so a changed photo, detector or cache makes another run)."""
+    """sha256 of what decides the trained models: the settings that act before export, stage 1's schedule (as
+    stage1_batches sets it, which the settings alone do not say) and the training crops and labels themselves
+    (so a changed photo, detector, cache or schedule makes another run). `arrays`: the happy/sad crops, their
+    labels, the gender crops, theirs."""
     import hashlib
 
     from facesort import __version__
 
     after = {"out", "cache", "workers", "evaluate", "happy_test", "calibrate", "balance_gender", "happy", "gender"}
-    h = hashlib.sha256(json.dumps([__version__, {k: v for k, v in asdict(cfg).items() if k not in after}]).encode())
+    settings = {k: v for k, v in asdict(cfg).items() if k not in after}
+    schedule = stage1_batches(len(arrays[0]), cfg.batch_happy)
+    h = hashlib.sha256(json.dumps([__version__, settings, schedule]).encode())
     for a in arrays:
         h.update(str(a.shape).encode())
         for i in range(0, len(a), 4096):  # the gender crops are an on-disk array: a slice at a time
