@@ -12,19 +12,13 @@ training/EXPERIMENTS.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-from facesort.crop import INPUT_SIZE
-from training.data import happy_crops, load_happy, training_detector
-from training.measure import accuracy
-from training.train import TrainConfig, _predict, import_tensorflow, train_emotion_models
-
-TESTS = ("test_happy", "celeba_smile_test")
+from training.stage1_probe import bench, counts, options, training_crops
+from training.train import TrainConfig, import_tensorflow, train_emotion_models
 
 
 def stratified(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -38,35 +32,24 @@ def stratified(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = options("training.data_curve_probe", __doc__, [0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[150, 300, 450, 600])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=80, help="stage 1's epochs (the README command's: 80)")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--json", type=Path, help="write the counts here")
     args = parser.parse_args(argv)
     _, keras = import_tensorflow()
 
-    train_file = args.data / "happy" / "celeba_smile_train.h5"
-    happy = load_happy([train_file])
-    tests = {k: load_happy([args.data / "happy" / f"{k}.h5"]) for k in TESTS}
-    crops = {k: happy_crops(s.x, INPUT_SIZE)[0] for k, s in tests.items()}
+    b = bench(args.data)
     runs = []
     for size in args.sizes:
-        keep = stratified(happy.y, size) if size < len(happy.y) else np.arange(len(happy.y))
+        keep = stratified(b.happy.y, size) if size < len(b.happy.y) else np.arange(len(b.happy.y))
         for seed in args.seeds:
-            cfg = TrainConfig(happy=[str(train_file)], gender="", out="", seed=seed, emotion_epochs=args.epochs)
+            cfg = TrainConfig(happy=[str(b.train_file)], gender="", out="", seed=seed, emotion_epochs=args.epochs)
             started = time.time()
-            # As train() does before stage 1: the seeds set, the training faces found by cfg.detector.
-            keras.utils.set_random_seed(cfg.seed)
-            hx, _ = happy_crops(happy.x[keep], INPUT_SIZE, detector=training_detector(cfg.detector))
-            teachers = train_emotion_models(cfg, hx, happy.y[keep].astype(np.float32))
+            hx = training_crops(keras, cfg, b.happy.x[keep])
+            teachers = train_emotion_models(cfg, hx, b.happy.y[keep].astype(np.float32))
             run = {"images": len(keep), "seed": seed, "epochs": args.epochs}
             run["minutes"] = round((time.time() - started) / 60, 2)
-            for k, x in crops.items():
-                p = np.mean([_predict(t, x) for t in teachers], axis=0)
-                run[k] = int(round(accuracy(p, tests[k].y) * len(x)))
-            run["pooled"] = sum(run[k] for k in TESTS)
+            run.update(counts(teachers, b))
             print(json.dumps(run), flush=True)
             runs.append(run)
     if args.json:
