@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from training.stage1_probe import bench, counts, options, training_crops
+from training.stage1_probe import bench, counts, options, right, training_crops
 from training.train import TrainConfig, import_tensorflow, train_emotion_models
 
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             teachers = train_emotion_models(cfg, hx, b.happy.y[keep].astype(np.float32))
             run = {"images": len(keep), "seed": seed, "epochs": args.epochs}
             run["minutes"] = round((time.time() - started) / 60, 2)
-            run.update(counts(teachers, b))
+            run.update(counts(right(teachers, b)))
             print(json.dumps(run), flush=True)
             runs.append(run)
     if args.json:

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from facesort.model import Classifier
-from training.stage1_probe import TESTS, bench, options, right, training_crops
+from training.stage1_probe import TESTS, bench, counts, options, right, training_crops
 from training.train import TrainConfig, import_tensorflow, train_emotion_models
 
 
@@ -41,11 +41,10 @@ def main(argv: list[str] | None = None) -> int:
             teachers = train_emotion_models(cfg, hx, b.happy.y.astype(np.float32), groups=groups)
             run = {"balanced": balanced, "seed": seed, "minutes": round((time.time() - started) / 60, 2)}
             got = right(teachers, b)
-            run.update({k: int(r.sum()) for k, r in got.items()})
+            run.update(counts(got))
             c = got["celeba_smile_test"]
             run["men"], run["women"] = round(100 * c[men].mean(), 1), round(100 * c[~men].mean(), 1)
             run["gap"] = round(run["women"] - run["men"], 1)
-            run["pooled"] = sum(run[k] for k in TESTS)
             print(json.dumps(run), flush=True)
             runs.append(run)
     keys = (*TESTS, "pooled", "men", "women", "gap")

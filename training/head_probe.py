@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from training.stage1_probe import TESTS, bench, counts, options, training_crops
+from training.stage1_probe import TESTS, bench, counts, options, right, training_crops
 from training.train import TrainConfig, import_tensorflow, train_emotion_models
 
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             hx = training_crops(keras, cfg, b.happy.x)
             teachers = train_emotion_models(cfg, hx, b.happy.y.astype(np.float32))
             run = {"rows": rows, "seed": seed, "minutes": round((time.time() - started) / 60, 2)}
-            run.update(counts(teachers, b))
+            run.update(counts(right(teachers, b)))
             print(json.dumps(run), flush=True)
             runs.append(run)
     summary = {
