@@ -560,7 +560,11 @@ def _check_same_filesystem(paths, into: Path) -> None:
             )
 
 
-@app.command("sort")
+@app.command(
+    "sort",
+    help="Copy (or move, link) photos into INTO/{HappyMale,HappyFemale,SadMale,SadFemale,NoFace}, and Unsure with "
+    "--unsure-below.",
+)
 def sort_cmd(
     into: Annotated[Path, typer.Option("--into", help="Output folder for the four class folders.")],
     paths: Paths = None,
@@ -617,8 +621,6 @@ def sort_cmd(
     quiet: Quiet = False,
     html_out: HtmlOpt = None,
 ) -> None:
-    """Copy (or move, link) photos into INTO/{HappyMale,HappyFemale,SadMale,SadFemale,NoFace}, and Unsure with
-    --unsure-below."""
     from facesort.pipeline import group_by_image
     from facesort.sorter import (
         REPORT_NAME,
@@ -1039,7 +1041,10 @@ def info(model: ModelOpt = None) -> None:
     console.print_json(json.dumps(summary))
 
 
-@app.command()
+@app.command(
+    help="Train the four-class model on your two datasets and write MODEL_DIR (ONNX + model card). Stopped, the "
+    "same command goes on from the models and epochs it finished."
+)
 def train(
     happy: Annotated[
         list[Path],
@@ -1119,8 +1124,6 @@ def train(
         Path | None, typer.Option("--evaluate", help="Labelled four-class folder to measure, for the card only.")
     ] = None,
 ) -> None:
-    """Train the four-class model on your two datasets and write MODEL_DIR (ONNX + model card). Stopped, the
-    same command goes on from the models and epochs it finished."""
     try:
         from training.train import TrainConfig, import_tensorflow, kept_work
         from training.train import train as run_training
@@ -1180,5 +1183,17 @@ def train(
     progress.figures(card)
 
 
+def _flags_without_a_value_type(command) -> None:
+    """typer 0.29 labels every option with its type in --help, flags too (`--dry-run <bool>`), which reads as
+    if a flag took a value: an empty metavar leaves a flag's type column blank, --help's own included."""
+    for param in [*command.params, command.get_help_option(typer.Context(command))]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _flags_without_a_value_type(sub)
+
+
 def main() -> None:
-    app()
+    command = typer.main.get_command(app)
+    _flags_without_a_value_type(command)
+    command()

@@ -303,6 +303,23 @@ def test_train_without_the_train_extra_says_how_to_get_it_before_any_work(tmp_pa
     assert not out.exists()
 
 
+COMMANDS = ["classify", "sort", "unsort", "report", "evaluate", "info", "train"]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_shows_flags_as_flags(command):
+    # typer labels each option with its type, flags too ("--dry-run <bool>", as if it took a value).
+    proc = run_cli(*([command] if command else []), "--help", env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    assert "<bool>" not in proc.stdout
+    flag = {None: "--version", "sort": "--dry-run", "classify": "--resume", "train": "--balance-gender"}.get(command)
+    if flag:  # shown, with its help on its line
+        assert any(line.split()[1:2] == [flag] and len(line.split()) > 3 for line in proc.stdout.splitlines())
+    if command is None:  # each command's summary on one line
+        for name in COMMANDS:
+            assert sum(line.split()[1:2] == [name] for line in proc.stdout.splitlines()) == 1
+
+
 def test_exit_codes(photos, tmp_path):
     proc = run_cli("classify", photos, "--model", tmp_path / "nomodel")
     assert proc.returncode == 1 and f"no model folder {tmp_path / 'nomodel'}" in proc.stderr
