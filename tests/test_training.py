@@ -379,7 +379,7 @@ def test_a_run_stopped_under_another_stage1_schedule_is_not_resumed(monkeypatch)
     gender = [np.zeros((8, 4, 4, 3), np.uint8), np.zeros(8, np.int64)]
 
     def fingerprint(n_happy):
-        return train._fingerprint(cfg, [np.zeros((n_happy, 4, 4, 3), np.uint8), np.zeros(n_happy), *gender])
+        return train._fingerprint(cfg, np.zeros((n_happy, 4, 4, 3), np.uint8), np.zeros(n_happy), *gender)
 
     small, whole = fingerprint(150), fingerprint(600)
     # Stage 1 on 150 images took 4 batches an epoch before STAGE1_MIN_BATCHES, 18 after: the models a stopped

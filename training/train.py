@@ -336,20 +336,20 @@ def kept_work(out: str | os.PathLike) -> str:
     return " and ".join(said)
 
 
-def _fingerprint(cfg: TrainConfig, arrays) -> str:
+def _fingerprint(cfg: TrainConfig, hx, hy, gx, gy) -> str:
     """sha256 of what decides the trained models: the settings that act before export, stage 1's schedule (as
     stage1_batches sets it, which the settings alone do not say) and the training crops and labels themselves
-    (so a changed photo, detector, cache or schedule makes another run). `arrays`: the happy/sad crops, their
-    labels, the gender crops, theirs."""
+    (so a changed photo, detector, cache or schedule makes another run): the happy/sad crops `hx`, their labels
+    `hy`, the gender crops `gx`, theirs `gy`."""
     import hashlib
 
     from facesort import __version__
 
     after = {"out", "cache", "workers", "evaluate", "happy_test", "calibrate", "balance_gender", "happy", "gender"}
     settings = {k: v for k, v in asdict(cfg).items() if k not in after}
-    schedule = stage1_batches(len(arrays[0]), cfg.batch_happy)
+    schedule = stage1_batches(len(hx), cfg.batch_happy)
     h = hashlib.sha256(json.dumps([__version__, settings, schedule]).encode())
-    for a in arrays:
+    for a in (hx, hy, gx, gy):
         h.update(str(a.shape).encode())
         for i in range(0, len(a), 4096):  # the gender crops are an on-disk array: a slice at a time
             h.update(np.ascontiguousarray(a[i : i + 4096]).tobytes())
@@ -363,9 +363,14 @@ def _fingerprint(cfg: TrainConfig, arrays) -> str:
 STAGE1_MIN_BATCHES = 18
 
 
+def batch_of(batch_size: int, n: int) -> int:
+    """The batch size on a set of n images: a set smaller than a batch is one batch (both stages, both sets)."""
+    return min(batch_size, n)
+
+
 def stage1_batches(n: int, batch_size: int) -> tuple[int, int]:
     """(batch, batches an epoch) of stage 1 on n happy/sad images."""
-    batch = min(batch_size, n)  # a set smaller than a batch is one batch
+    batch = batch_of(batch_size, n)
     return batch, max(n // batch, STAGE1_MIN_BATCHES)
 
 
@@ -584,7 +589,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
 
     bce = keras.losses.BinaryCrossentropy(reduction="none")
     # Each finished model is kept until the model is written: run again, a stopped run goes on from there.
-    checkpoint = Checkpoint(out, _fingerprint(cfg, [hx, hy, gx, gy]), report)
+    checkpoint = Checkpoint(out, _fingerprint(cfg, hx, hy, gx, gy), report)
 
     # ---- stage 1: emotion ------------------------------------------------------------------------
     # K emotion models from different seeds: the first is the pretrained model of stage 2 (the study's
@@ -650,7 +655,7 @@ def train(cfg: TrainConfig, report=print) -> dict:
             all_models(cfg.transfer_epochs)
             return unified
         own: list[dict] = []
-        n_g, n_h = min(cfg.batch_gender, len(gx)), min(cfg.batch_happy, len(hx))  # a small set is one batch
+        n_g, n_h = batch_of(cfg.batch_gender, len(gx)), batch_of(cfg.batch_happy, len(hx))
         steps_per_epoch = len(gx) // n_g
         schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.transfer_epochs * steps_per_epoch)
         opt2 = keras.optimizers.Adam(schedule)
