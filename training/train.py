@@ -400,6 +400,7 @@ def train_emotion_models(cfg: TrainConfig, hx, hy, report=None, history=None, gr
                     history[key].extend(values)
             continue
         report("stage", f"stage 1: emotion model {k + 1}/{cfg.teachers} on {len(hx)} happy/sad images")
+        report("epoch", f"emotion {k + 1} 0/{cfg.emotion_epochs}")  # its bar from the start, not its first epoch
         schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.emotion_epochs * steps_per_epoch)
         opt = keras.optimizers.Adam(schedule)
 
@@ -730,6 +731,10 @@ def train(cfg: TrainConfig, report=print) -> dict:
         # outputs within 1.6e-6 and the same accuracy.
         graph = _graph_of(unified)
         report("stage", f"stage 2: transfer on {len(gx)} gender + {len(hx)} happy/sad images")
+        bar = "transfer" + (f" r{round_}" if cfg.rounds > 1 else "") + (f" s{student + 1}" if cfg.students > 1 else "")
+        # The bars from the model's start, so their time counts its first epoch (a minute or two) too.
+        report("epoch", f"{bar} {first_epoch}/{cfg.transfer_epochs}")
+        all_models(first_epoch)
         for epoch in range(first_epoch, cfg.transfer_epochs):
             ramp.assign(cfg.self_training * min(1.0, epoch / max(1, cfg.transfer_epochs // 2)))
             sums = np.zeros(4)
@@ -747,11 +752,6 @@ def train(cfg: TrainConfig, report=print) -> dict:
                     "round": round_,
                     "student": student + 1,
                 }
-            )
-            bar = (
-                "transfer"
-                + (f" r{round_}" if cfg.rounds > 1 else "")
-                + (f" s{student + 1}" if cfg.students > 1 else "")
             )
             report("epoch", f"{bar} {epoch + 1}/{cfg.transfer_epochs}", loss=lg + ld + lh, acc=ag, val=val)
             all_models(epoch + 1)
